@@ -1,0 +1,3 @@
+"""promptalias: declarative MLflow prompt aliases on Kubernetes."""
+
+__version__ = "0.1.0"
