@@ -1,0 +1,1 @@
+"""Projection of PromptAliases into ConfigMaps (pure rendering in `render`)."""
