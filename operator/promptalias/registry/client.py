@@ -1,0 +1,417 @@
+"""Async client over MLflow's REST API for the operator's hot path.
+
+One HTTP request per operation (MLflow's own `set_prompt_alias` makes three), one aiohttp
+session per registry (created lazily on the running loop), short timeouts and no retries: the
+caller (kopf) retries with backoff. Deliberately free of `mlflow` imports, which cost ~1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from yarl import URL
+
+from promptalias.registry.cache import CacheKey, VersionCache, shared_cache
+from promptalias.registry.config import RegistryConfig
+from promptalias.registry.errors import (
+    Call,
+    RegistryProtocolError,
+    RegistryTLSError,
+    RegistryUnavailable,
+    error_from_response,
+    not_a_prompt,
+)
+from promptalias.registry.errors import quote as quote_text
+from promptalias.registry.models import (
+    IS_PROMPT_TAG,
+    PromptState,
+    PromptVersion,
+    ServerInfo,
+    parse_prompt,
+    parse_server_version,
+    parse_version,
+)
+
+log = logging.getLogger(__name__)
+
+API = "/api/2.0/mlflow"
+WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"  # mlflow.utils.workspace_utils.WORKSPACE_HEADER_NAME
+_PROMPT_FILTER = f"tags.`{IS_PROMPT_TAG}` = 'true'"
+_VERSION_FILTER_TAG = f"tag.`{IS_PROMPT_TAG}` = 'true'"
+_SEARCH_PAGE = 1000  # the server's cap for registered-models/search
+
+
+class MlflowRegistry:
+    """Reads and writes prompt aliases, versions and tags on one MLflow server.
+
+    Use as `async with MlflowRegistry(config) as registry: ...`, or call `close()` when done.
+    A registry belongs to the event loop that first uses it.
+    """
+
+    def __init__(self, config: RegistryConfig, *, cache: VersionCache | None = None) -> None:
+        self.config = config
+        self.cache = shared_cache if cache is None else cache
+        self.requests_sent = 0  # every HTTP request made, for tests and metrics
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._inflight: dict[CacheKey, asyncio.Task[PromptVersion]] = {}
+
+    def __repr__(self) -> str:
+        return f"MlflowRegistry({self.config!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in self._inflight.values():
+            task.cancel()
+        self._inflight.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ---- public API ------------------------------------------------------------------------
+
+    async def check(self) -> ServerInfo:
+        """Health, server version and credentials, in two requests: GET /version, then an
+        authenticated API read (basic-auth servers answer /version only to known users; plain
+        ones answer it to anyone, so the read is what proves the credentials)."""
+        call = self._call("check the server")
+        body = await self._send("GET", "/version", call, expect_json=False)
+        version = parse_server_version(body, call)
+        await self._json("GET", f"{API}/registered-models/search", call, query={"max_results": "1"})
+        return ServerInfo(
+            uri=self.config.tracking_uri,
+            version=version,
+            workspace=self.config.workspace,
+            authenticated=self.config.auth_kind != "none",
+        )
+
+    async def get_prompt(self, name: str) -> PromptState:
+        """The prompt with all its aliases and tags: one GET registered-models/get.
+        Raises PromptNotFound, or NotAPrompt (a PromptNotFound) for a plain registered model."""
+        call = self._call("get prompt", prompt=name)
+        data = await self._json("GET", f"{API}/registered-models/get", call, query={"name": name})
+        state = parse_prompt(data.get("registered_model"), call)
+        if not state.is_prompt:
+            raise not_a_prompt(call)
+        return state
+
+    async def get_version(self, name: str, version: int, *, use_cache: bool = True) -> PromptVersion:
+        """One prompt version: from the cache, else one GET model-versions/get (which refreshes the
+        cache). `use_cache=False` always asks the server (tags and commit message are editable).
+        Concurrent misses for the same version share one request."""
+        key = self._key(name, version)
+        if use_cache:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+            task = self._inflight.get(key)
+            if task is None:
+                task = asyncio.ensure_future(self._fetch_version(name, version))
+                self._inflight[key] = task
+                task.add_done_callback(functools.partial(self._forget_inflight, key))
+            # shield: one waiter being cancelled must not cancel the fetch the others wait on.
+            return await asyncio.shield(task)
+        return await self._fetch_version(name, version)
+
+    async def get_version_by_alias(self, name: str, alias: str) -> PromptVersion:
+        """The version an alias points at now: one GET registered-models/alias (never cached;
+        the version read refreshes the version cache). Raises AliasNotFound, PromptNotFound."""
+        call = self._call("get version by alias", prompt=name, alias=alias)
+        data = await self._json(
+            "GET", f"{API}/registered-models/alias", call, query={"name": name, "alias": alias}
+        )
+        result = parse_version(data.get("model_version"), call)
+        self.cache.put(self._key(name, result.version), result)
+        return result
+
+    async def set_alias(self, name: str, alias: str, version: int) -> None:
+        """Point `alias` at `version`: one POST registered-models/alias. Last write wins.
+        Raises VersionNotFound (also when the prompt is missing: MLflow does not tell them apart)
+        and RegistryRejected for reserved alias names. It does not check that `name` is a prompt:
+        `get_version` (cached) does."""
+        call = self._call("set alias", prompt=name, version=version, alias=alias)
+        await self._json(
+            "POST",
+            f"{API}/registered-models/alias",
+            call,
+            body={"name": name, "alias": alias, "version": str(version)},
+        )
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        """Remove an alias: one DELETE registered-models/alias. A missing alias is not an error
+        (MLflow answers 200); a missing prompt raises PromptNotFound."""
+        call = self._call("delete alias", prompt=name, alias=alias)
+        await self._json(
+            "DELETE", f"{API}/registered-models/alias", call, body={"name": name, "alias": alias}
+        )
+
+    async def set_prompt_tag(self, name: str, key: str, value: str) -> None:
+        """Set a tag on the prompt (registered model): one POST registered-models/set-tag."""
+        call = self._call("set prompt tag", prompt=name)
+        await self._json(
+            "POST", f"{API}/registered-models/set-tag", call, body={"name": name, "key": key, "value": value}
+        )
+
+    async def delete_prompt_tag(self, name: str, key: str) -> None:
+        """Delete a tag of the prompt: one DELETE registered-models/delete-tag."""
+        call = self._call("delete prompt tag", prompt=name)
+        await self._json(
+            "DELETE", f"{API}/registered-models/delete-tag", call, body={"name": name, "key": key}
+        )
+
+    async def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
+        """Set a tag on one prompt version: one POST model-versions/set-tag. Drops the cached copy."""
+        call = self._call("set version tag", prompt=name, version=version)
+        self.cache.discard(self._key(name, version))
+        await self._json(
+            "POST",
+            f"{API}/model-versions/set-tag",
+            call,
+            body={"name": name, "version": str(version), "key": key, "value": value},
+        )
+
+    async def delete_version_tag(self, name: str, version: int, key: str) -> None:
+        """Delete a tag of one prompt version: one DELETE model-versions/delete-tag."""
+        call = self._call("delete version tag", prompt=name, version=version)
+        self.cache.discard(self._key(name, version))
+        await self._json(
+            "DELETE",
+            f"{API}/model-versions/delete-tag",
+            call,
+            body={"name": name, "version": str(version), "key": key},
+        )
+
+    async def search_prompts(
+        self, filter_string: str | None = None, *, limit: int = 10_000
+    ) -> list[PromptState]:
+        """Prompts matching an MLflow filter (e.g. "name LIKE 'invoice-%'"), up to `limit`:
+        one GET registered-models/search per 1000 prompts."""
+        call = self._call("search prompts")
+        flt = _PROMPT_FILTER if not filter_string else f"{_PROMPT_FILTER} AND {filter_string}"
+        found: list[PromptState] = []
+        token: str | None = None
+        while len(found) < limit:
+            query = {"filter": flt, "max_results": str(min(_SEARCH_PAGE, limit - len(found)))}
+            if token:
+                query["page_token"] = token
+            data = await self._json("GET", f"{API}/registered-models/search", call, query=query)
+            found.extend(parse_prompt(item, call) for item in data.get("registered_models") or [])
+            token = data.get("next_page_token") or None
+            if token is None:
+                break
+        return found
+
+    async def list_versions(self, name: str) -> list[PromptVersion]:
+        """Every version of a prompt, oldest first: one GET model-versions/search per 1000
+        versions; fills the version cache. A missing prompt (or a plain model) gives []."""
+        call = self._call("list versions", prompt=name)
+        flt = f"name = '{_quote_filter(name)}' AND {_VERSION_FILTER_TAG}"
+        versions: list[PromptVersion] = []
+        token: str | None = None
+        while True:
+            query = {"filter": flt, "max_results": str(_SEARCH_PAGE)}
+            if token:
+                query["page_token"] = token
+            data = await self._json("GET", f"{API}/model-versions/search", call, query=query)
+            versions.extend(parse_version(item, call) for item in data.get("model_versions") or [])
+            token = data.get("next_page_token") or None
+            if token is None:
+                break
+        for v in versions:
+            self.cache.put(self._key(name, v.version), v)
+        return sorted(versions, key=lambda v: v.version)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    async def _fetch_version(self, name: str, version: int) -> PromptVersion:
+        call = self._call("get version", prompt=name, version=version)
+        data = await self._json(
+            "GET", f"{API}/model-versions/get", call, query={"name": name, "version": str(version)}
+        )
+        result = parse_version(data.get("model_version"), call)
+        self.cache.put(self._key(name, version), result)
+        return result
+
+    def _forget_inflight(self, key: CacheKey, _task: asyncio.Task[PromptVersion]) -> None:
+        self._inflight.pop(key, None)
+
+    def _key(self, name: str, version: int) -> CacheKey:
+        return (self.config.tracking_uri, self.config.workspace, name, int(version))
+
+    def _call(
+        self, op: str, *, prompt: str | None = None, version: int | None = None, alias: str | None = None
+    ) -> Call:
+        return Call(
+            op=op,
+            uri=self.config.tracking_uri,
+            prompt=prompt,
+            version=version,
+            alias=alias,
+            credentials=self.config.auth_kind != "none",
+            workspace=self.config.workspace,
+        )
+
+    def _session_for_running_loop(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("this MlflowRegistry is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self._session is None:
+            headers = {"Accept": "application/json", "User-Agent": "promptalias-registry"}
+            if self.config.auth_kind == "basic":
+                assert self.config.username is not None
+                assert self.config.password is not None
+                headers["Authorization"] = aiohttp.BasicAuth(
+                    self.config.username, self.config.password
+                ).encode()
+            elif self.config.auth_kind == "bearer":
+                headers["Authorization"] = f"Bearer {self.config.token}"
+            if self.config.workspace:
+                headers[WORKSPACE_HEADER] = self.config.workspace
+            connector = aiohttp.TCPConnector(
+                ssl=self.config.ssl_context() if self.config.is_https else True,
+                limit=32,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                # Proxies from HTTP(S)_PROXY/NO_PROXY, as MLflow's own (requests) client honours.
+                trust_env=True,
+                json_serialize=json.dumps,
+            )
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                "this MlflowRegistry is bound to another event loop; create one registry per loop"
+            )
+        return self._session
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        call: Call,
+        *,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        raw = await self._send(method, path, call, query=query, body=body, expect_json=True)
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise RegistryProtocolError(
+                f"MLflow at {call.uri} answered {call.op} with invalid JSON "
+                f"({quote_text(raw.decode('utf-8', 'replace'))!r}): "
+                "check that tracking_uri points at the MLflow server itself"
+            ) from None
+        if not isinstance(data, dict):
+            raise RegistryProtocolError(
+                f"MLflow at {call.uri} answered {call.op} with JSON that is not an object"
+            )
+        return data
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        call: Call,
+        *,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        expect_json: bool,
+    ) -> bytes:
+        session = self._session_for_running_loop()
+        url = self.config.tracking_uri + path
+        if query:
+            # Encode ourselves: yarl would leave '+' in filter strings, which servers read as a space.
+            url += "?" + urlencode(query, quote_via=quote)
+        started = time.perf_counter()
+        self.requests_sent += 1
+        try:
+            async with session.request(
+                method, URL(url, encoded=True), json=body, allow_redirects=False
+            ) as response:
+                status = response.status
+                raw = await response.read()
+                content_type = response.content_type
+                location = response.headers.get("Location", "")
+        except TimeoutError:
+            raise RegistryUnavailable(
+                f"MLflow at {call.uri} did not answer {call.op}{call.subject()} within "
+                f"{self.config.timeout_s:g} s: check that the server is up and reachable, "
+                "or raise the timeout"
+            ) from None
+        except aiohttp.ClientSSLError as exc:
+            raise RegistryTLSError(
+                f"TLS with MLflow at {call.uri} failed ({_tls_reason(exc)}): set the registry's CA "
+                "bundle to the CA that signed the server's certificate, or fix the host name"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise RegistryUnavailable(
+                f"cannot connect to MLflow at {call.uri} to {call.op} "
+                f"({exc.os_error.strerror or exc.os_error}): "
+                "check that the server is running and that the host and port are right"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise RegistryUnavailable(
+                f"the connection to MLflow at {call.uri} failed during {call.op} ({type(exc).__name__}): "
+                "the server may have restarted; the call will be retried"
+            ) from exc
+        finally:
+            log.debug(
+                "mlflow %s %s -> %.1f ms",
+                method,
+                path,
+                (time.perf_counter() - started) * 1000,
+            )
+        if 300 <= status < 400:
+            raise RegistryProtocolError(
+                f"MLflow at {call.uri} redirected {call.op} (HTTP {status}) to "
+                f"{URL(location).with_user(None).with_query(None)!s}: "
+                "set tracking_uri to the final URL (scheme, host and path prefix)",
+                status=status,
+            )
+        if status >= 300 or status < 200:
+            raise error_from_response(call, status, raw)
+        if expect_json and content_type not in ("application/json", ""):
+            raise RegistryProtocolError(
+                f"MLflow at {call.uri} answered {call.op} with {content_type}, not JSON: "
+                "check that tracking_uri is the MLflow server (not a login page or proxy) "
+                "and its path prefix",
+                status=status,
+            )
+        return raw
+
+
+def _tls_reason(exc: aiohttp.ClientSSLError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_error = exc.certificate_error
+        reason = getattr(cert_error, "verify_message", None) or getattr(cert_error, "reason", None)
+        return f"certificate verification failed: {reason or cert_error}"
+    return getattr(exc.os_error, "reason", None) or type(exc).__name__
+
+
+def _quote_filter(value: str) -> str:
+    """Escape a value for a single-quoted string in MLflow's filter syntax."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -1,0 +1,225 @@
+"""Registry errors, and the pure mapping from an MLflow HTTP answer to one of them.
+
+Every message says what happened and what to do next, names the server by its URL (which
+`RegistryConfig` guarantees holds no credentials) and never includes a credential.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+# Longest piece of a server's own error text quoted in our messages.
+_QUOTE_LIMIT = 300
+
+
+class RegistryError(Exception):
+    """Base class. `retryable` says whether the same call may succeed later without any change."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, status: int | None = None, error_code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_code = error_code
+
+
+class RegistryUnavailable(RegistryError):  # noqa: N818 - names fixed by docs/contracts.md
+    """Transient: connection refused, DNS failure, timeout, HTTP 5xx or 429."""
+
+    retryable = True
+
+
+class RegistryTLSError(RegistryUnavailable):
+    """The TLS handshake failed (unknown CA, wrong host name...): usually a configuration problem,
+    but kept retryable because certificates get rotated."""
+
+
+class RegistryAuthError(RegistryError):
+    """HTTP 401 (credentials missing or wrong) or 403 (the user lacks permission)."""
+
+
+class RegistryNotFound(RegistryError):  # noqa: N818 - names fixed by docs/contracts.md
+    """Base of the not-found errors."""
+
+
+class PromptNotFound(RegistryNotFound):
+    """No registered model of that name."""
+
+
+class NotAPrompt(PromptNotFound):
+    """The name exists, but as a registered model, not a prompt."""
+
+
+class VersionNotFound(RegistryNotFound):
+    """No such version of the prompt (for writes, MLflow does not say whether the prompt exists)."""
+
+
+class AliasNotFound(RegistryNotFound):
+    """The prompt exists but has no such alias."""
+
+
+class RegistryRejected(RegistryError):  # noqa: N818 - names fixed by docs/contracts.md
+    """The server refused the request as invalid (HTTP 400 and the like): retrying will not help.
+    Examples: a reserved alias name ('latest', 'v3'), a workspace on a server without workspaces."""
+
+
+class RegistryProtocolError(RegistryError):
+    """The answer was not what an MLflow server sends (HTML from a proxy, bad JSON, missing fields)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a request was for, so an error can say so."""
+
+    op: str
+    uri: str
+    prompt: str | None = None
+    version: int | None = None
+    alias: str | None = None
+    credentials: bool = False
+    workspace: str | None = None
+
+    def subject(self) -> str:
+        if self.prompt is None:
+            return ""
+        if self.version is not None:
+            return f" for version {self.version} of prompt {self.prompt!r}"
+        if self.alias is not None:
+            return f" for alias {self.alias!r} of prompt {self.prompt!r}"
+        return f" for prompt {self.prompt!r}"
+
+
+def quote(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+
+
+def parse_error_body(body: bytes) -> tuple[str | None, str]:
+    """(MLflow error_code, message) from an error body; (None, text) when it isn't MLflow JSON."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        return None, quote(text)
+    if isinstance(data, dict):
+        code = data.get("error_code")
+        message = data.get("message")
+        return (code if isinstance(code, str) else None), quote(
+            str(message if message is not None else text)
+        ).rstrip(".")
+    return None, quote(text)
+
+
+def prompt_not_found(call: Call) -> PromptNotFound:
+    return PromptNotFound(
+        f"prompt {call.prompt!r} does not exist in MLflow at {call.uri}"
+        f"{_in_workspace(call)}: register it (mlflow.genai.register_prompt) or fix the prompt name",
+        status=404,
+        error_code="RESOURCE_DOES_NOT_EXIST",
+    )
+
+
+def not_a_prompt(call: Call) -> NotAPrompt:
+    return NotAPrompt(
+        f"{call.prompt!r} in MLflow at {call.uri} is a registered model, not a prompt "
+        "(it lacks the tag mlflow.prompt.is_prompt=true): name a prompt instead",
+        status=200,
+    )
+
+
+def version_not_found(call: Call, *, prompt_may_be_missing: bool = False) -> VersionNotFound:
+    maybe = " (or the prompt itself does not exist)" if prompt_may_be_missing else ""
+    return VersionNotFound(
+        f"version {call.version} of prompt {call.prompt!r} does not exist in MLflow at {call.uri}"
+        f"{_in_workspace(call)}{maybe}: register that version or pick an existing one",
+        status=404,
+        error_code="RESOURCE_DOES_NOT_EXIST",
+    )
+
+
+def alias_not_found(call: Call) -> AliasNotFound:
+    return AliasNotFound(
+        f"prompt {call.prompt!r} has no alias {call.alias!r} in MLflow at {call.uri}"
+        f"{_in_workspace(call)}: set the alias first or fix the alias name",
+        status=400,
+        error_code="INVALID_PARAMETER_VALUE",
+    )
+
+
+def _in_workspace(call: Call) -> str:
+    return f" (workspace {call.workspace!r})" if call.workspace else ""
+
+
+def error_from_response(call: Call, status: int, body: bytes) -> RegistryError:
+    """Map a non-2xx answer of MLflow's REST API to the error a caller can act on.
+
+    MLflow answers errors as JSON `{"error_code": ..., "message": ...}`; what "not found"
+    means depends on the call (a missing alias is a 400 INVALID_PARAMETER_VALUE, a missing
+    version on a write a 404 that does not say whether the prompt exists).
+    """
+    code, message = parse_error_body(body)
+    head = f"MLflow at {call.uri} answered HTTP {status}" + (f" {code}" if code else "")
+
+    if status == 401:
+        hint = (
+            "check the token or username/password in the registry's auth secret"
+            if call.credentials
+            else "the server requires authentication: configure a token or username/password"
+        )
+        return RegistryAuthError(
+            f"{head} to {call.op}{call.subject()}: {hint}", status=status, error_code=code
+        )
+    if status == 403:
+        return RegistryAuthError(
+            f"{head} to {call.op}{call.subject()}: the configured user lacks permission; grant it "
+            "EDIT on the prompt (MANAGE to delete aliases) in MLflow",
+            status=status,
+            error_code=code,
+        )
+    if code == "FEATURE_DISABLED":
+        hint = (
+            "unset the registry's workspace, or start MLflow with --enable-workspaces"
+            if call.workspace
+            else "enable the feature on the server"
+        )
+        return RegistryRejected(f"{head} to {call.op}: {message}; {hint}", status=status, error_code=code)
+    if status == 429 or status >= 500:
+        return RegistryUnavailable(
+            f"{head} to {call.op}{call.subject()}: {message}; the server is overloaded or failing, "
+            "the call will be retried (check the MLflow server's logs if this persists)",
+            status=status,
+            error_code=code,
+        )
+    if code is None:
+        # Not MLflow's JSON error format: a proxy, a login page, or a wrong base path.
+        return RegistryProtocolError(
+            f"{call.uri} answered HTTP {status} to {call.op} with a body that is not an MLflow error "
+            f"({message!r}): check that tracking_uri is the MLflow server's base URL, including any path "
+            "prefix, and that no proxy in front of it intercepts API calls",
+            status=status,
+        )
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        if message.startswith("Registered Model") and call.prompt is not None:
+            return prompt_not_found(call)
+        if message.startswith("Model Version") and call.prompt is not None:
+            return version_not_found(call, prompt_may_be_missing=call.op == "set alias")
+        return RegistryNotFound(
+            f"{head} to {call.op}{call.subject()}: {message}", status=status, error_code=code
+        )
+    if (
+        code == "INVALID_PARAMETER_VALUE"
+        and call.alias is not None
+        and call.op == "get version by alias"
+        and "alias" in message
+        and "not found" in message
+    ):
+        return alias_not_found(call)
+    return RegistryRejected(
+        f"{head} to {call.op}{call.subject()}: {message}; fix the request (names, alias, version) "
+        "— retrying it unchanged will fail the same way",
+        status=status,
+        error_code=code,
+    )
