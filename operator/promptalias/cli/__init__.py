@@ -1,0 +1,1 @@
+"""The `promptalias` command (also installed as the kubectl plugin `kubectl-promptalias`)."""

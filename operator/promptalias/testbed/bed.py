@@ -1,0 +1,190 @@
+"""The testbed: a loopback control plane + an MLflow server, for tests, `make demo` and benchmarks.
+
+`Testbed.start()` gives a session-owned testbed (stopped with the owner, even if it crashes);
+`Testbed.start(detached=True)` is what `promptalias testbed up` runs: it outlives the command and
+is stopped by `promptalias testbed down`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from promptalias.testbed.build import K8S_VERSION, ensure_binaries
+from promptalias.testbed.controlplane import ControlPlane
+from promptalias.testbed.errors import TestbedError
+from promptalias.testbed.mlflowserver import MlflowServer
+from promptalias.testbed.procs import DETACHED, RUN_PREFIX, RUN_ROOT, kill_group, reap_orphans, write_owner
+from promptalias.testbed.progress import say, step
+
+DETACHED_DIR = RUN_ROOT / f"{RUN_PREFIX}testbed"
+STATE_FILE = "state.json"
+
+
+def use_existing_cluster() -> bool:
+    return os.environ.get("USE_EXISTING_CLUSTER", "").lower() in {"1", "true", "yes"}
+
+
+@dataclass
+class Testbed:
+    """A running testbed. `kubeconfig` is an admin kubeconfig; `mlflow` can be stopped and restarted."""
+
+    __test__ = False  # not a pytest test class despite the name
+
+    run_dir: Path
+    kubeconfig: Path
+    kubectl_path: str
+    mlflow: MlflowServer
+    controlplane: ControlPlane | None = None
+    server_version: str = "unknown"
+    extra_mlflows: list[MlflowServer] = field(default_factory=list)
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.mlflow.uri
+
+    @classmethod
+    def start(cls, *, detached: bool = False) -> Testbed:
+        tied = not detached
+        if detached:
+            if DETACHED_DIR.exists():
+                raise TestbedError(
+                    "testbed up",
+                    f"a testbed already exists in {DETACHED_DIR}",
+                    "run `promptalias testbed env` to use it or `promptalias testbed down` to remove it",
+                )
+            run_dir = DETACHED_DIR
+        else:
+            reaped = reap_orphans()
+            if reaped:
+                say(f"cleaned up {len(reaped)} testbed(s) left by crashed runs")
+            run_dir = RUN_ROOT / f"{RUN_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        run_dir.mkdir(parents=True)
+        owner = DETACHED if detached else os.getpid()
+        write_owner(run_dir, owner, [])
+        bed: Testbed | None = None
+        try:
+            mlflow = MlflowServer(run_dir / "mlflow", tied=tied)
+            if use_existing_cluster():
+                kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+                if not kubeconfig.is_file():
+                    raise TestbedError(
+                        "use existing cluster", f"no kubeconfig at {kubeconfig}", "set KUBECONFIG"
+                    )
+                kubectl = shutil.which("kubectl") or "kubectl"
+                bed = cls(run_dir, kubeconfig, kubectl, mlflow)
+                say(f"USE_EXISTING_CLUSTER=true: using the cluster of {kubeconfig}")
+            else:
+                binaries = ensure_binaries()
+                plane = ControlPlane(binaries, run_dir / "k8s", tied=tied)
+                bed = cls(run_dir, plane.kubeconfig, str(binaries.kubectl), mlflow, controlplane=plane)
+                with step(
+                    f"Starting Kubernetes {K8S_VERSION} (etcd, kube-apiserver, kube-controller-manager)"
+                ):
+                    plane.start()
+                    bed._record(owner)
+                bed.server_version = plane.version()
+            with step("Starting MLflow server (sqlite)"):
+                mlflow.start()
+                bed._record(owner)
+        except BaseException:
+            if bed is not None:
+                bed.stop()
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        bed._write_state()
+        return bed
+
+    def _groups(self) -> list[int]:
+        groups = [s.pid for s in self.controlplane.servers] if self.controlplane else []
+        for server in (self.mlflow, *self.extra_mlflows):
+            if server.server is not None:
+                groups.append(server.server.pid)
+        return groups
+
+    def _record(self, owner: int) -> None:
+        write_owner(self.run_dir, owner, self._groups())
+
+    def _write_state(self) -> None:
+        state = {
+            "kubeconfig": str(self.kubeconfig),
+            "kubectl": self.kubectl_path,
+            "mlflowUri": self.mlflow_uri,
+            "mlflowRunDir": str(self.mlflow.run_dir),
+            "serverVersion": self.server_version,
+        }
+        (self.run_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def env(self) -> dict[str, str]:
+        """Environment for processes that should talk to this testbed."""
+        bin_dir = str(Path(self.kubectl_path).parent)
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        }
+
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the testbed's own kubectl (same release as the server: no version skew)."""
+        result = subprocess.run(
+            [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise TestbedError(f"kubectl {' '.join(args)}", result.stderr.strip() or result.stdout.strip())
+        return result
+
+    def start_extra_mlflow(self, *, basic_auth: bool = False) -> MlflowServer:
+        """Another MLflow server (e.g. with basic auth), stopped with the testbed."""
+        server = MlflowServer(
+            self.run_dir / f"mlflow-{len(self.extra_mlflows) + 1}", basic_auth=basic_auth, tied=True
+        )
+        server.start()
+        self.extra_mlflows.append(server)
+        self._record(os.getpid())
+        return server
+
+    def stop(self) -> None:
+        for server in (*self.extra_mlflows, self.mlflow):
+            server.stop()
+        if self.controlplane is not None:
+            self.controlplane.stop()
+        if not os.environ.get("PROMPTALIAS_KEEP_TESTBED"):
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def detached_state() -> dict[str, str] | None:
+    try:
+        state: dict[str, str] = json.loads((DETACHED_DIR / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return state
+
+
+def stop_detached() -> bool:
+    """Stop the testbed started by `testbed up`. Returns False when there was none."""
+    if not DETACHED_DIR.exists():
+        return False
+    try:
+        owner = json.loads((DETACHED_DIR / "owner.json").read_text())
+        groups = [int(g) for g in owner.get("groups", [])]
+    except (OSError, ValueError):
+        groups = []
+    for pgid in reversed(groups):
+        kill_group(pgid)
+    time.sleep(0.1)
+    shutil.rmtree(DETACHED_DIR, ignore_errors=True)
+    return True

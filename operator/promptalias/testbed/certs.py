@@ -1,0 +1,162 @@
+"""A throwaway PKI for the loopback control plane: CA, serving cert, client certs, SA keys.
+
+EC P-256 keys: generated in milliseconds, accepted by every Kubernetes component.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+_VALIDITY = dt.timedelta(days=30)
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _name(common_name: str, organization: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attrs)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of the files written by `write_pki`."""
+
+    dir: Path
+
+    ca_crt = property(lambda self: self.dir / "ca.crt")
+    ca_key = property(lambda self: self.dir / "ca.key")
+    serving_crt = property(lambda self: self.dir / "apiserver.crt")
+    serving_key = property(lambda self: self.dir / "apiserver.key")
+    admin_crt = property(lambda self: self.dir / "admin.crt")
+    admin_key = property(lambda self: self.dir / "admin.key")
+    kcm_crt = property(lambda self: self.dir / "kcm.crt")
+    kcm_key = property(lambda self: self.dir / "kcm.key")
+    sa_key = property(lambda self: self.dir / "sa.key")
+    sa_pub = property(lambda self: self.dir / "sa.pub")
+
+
+def _sign(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_name: x509.Name,
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    server: bool,
+    sans: list[x509.GeneralName] | None = None,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def write_pki(directory: Path) -> Pki:
+    """Create a CA and every certificate and key the control plane needs, in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = Pki(directory)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = _key()
+    ca_name = _name("promptalias-testbed-ca")
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=False,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pki.ca_key.write_bytes(_pem_key(ca_key))
+    pki.ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+    sans: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+        x509.DNSName("localhost"),
+        x509.DNSName("kubernetes"),
+        x509.DNSName("kubernetes.default"),
+        x509.DNSName("kubernetes.default.svc"),
+        x509.DNSName("kubernetes.default.svc.cluster.local"),
+    ]
+    for crt_path, key_path, subject, server, names in (
+        (pki.serving_crt, pki.serving_key, _name("kube-apiserver"), True, sans),
+        (pki.admin_crt, pki.admin_key, _name("promptalias-admin", "system:masters"), False, None),
+        (pki.kcm_crt, pki.kcm_key, _name("system:kube-controller-manager"), False, None),
+    ):
+        key = _key()
+        cert = _sign(ca_key, ca_name, subject, key, server=server, sans=names)
+        key_path.write_bytes(_pem_key(key))
+        crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    sa_key = _key()
+    pki.sa_key.write_bytes(_pem_key(sa_key))
+    pki.sa_pub.write_bytes(
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return pki

@@ -1,0 +1,109 @@
+"""A real `mlflow server` on 127.0.0.1 with a sqlite backend (optionally with basic auth)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from promptalias.testbed.errors import TestbedError
+from promptalias.testbed.ports import LOOPBACK, free_port, port_is_open
+from promptalias.testbed.procs import Server
+
+ADMIN_USER = "admin"
+
+
+def _mlflow_executable() -> str:
+    candidate = Path(sys.executable).with_name("mlflow")
+    if not candidate.exists():
+        raise TestbedError(
+            "start mlflow", f"no `mlflow` next to {sys.executable}", "run `make test` to create the venv"
+        )
+    return str(candidate)
+
+
+@dataclass
+class MlflowServer:
+    """One MLflow tracking server. Stop and start again keep the same port and database."""
+
+    run_dir: Path
+    basic_auth: bool = False
+    admin_password: str = field(default_factory=lambda: base64.urlsafe_b64encode(os.urandom(12)).decode())
+    tied: bool = True
+    port: int = 0
+    webhook_key: str = field(default_factory=lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())
+    server: Server | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                # Webhooks (prompt_alias.*) need an encryption key and, for a loopback receiver,
+                # permission to call private addresses.
+                "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": self.webhook_key,
+                "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+                "PYTHONUNBUFFERED": "1",
+                # The background job runner (huey, 7 processes) serves GenAI evaluation jobs, not the
+                # prompt registry; webhooks are delivered from a thread pool in the web process.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            }
+        )
+        if self.basic_auth:
+            ini = self.run_dir / "basic_auth.ini"
+            ini.write_text(
+                "[mlflow]\n"
+                "default_permission = READ\n"
+                f"database_uri = sqlite:///{self.run_dir / 'auth.db'}\n"
+                f"admin_username = {ADMIN_USER}\n"
+                f"admin_password = {self.admin_password}\n"
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                "grant_default_workspace_access = true\n"
+            )
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+            env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", base64.b64encode(os.urandom(24)).decode())
+        return env
+
+    def start(self, timeout_s: float = 90) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        elif port_is_open(self.port):
+            raise TestbedError(
+                "start mlflow", f"port {self.port} is already in use", "stop whatever listens there first"
+            )
+        argv = [
+            _mlflow_executable(),
+            "server",
+            f"--backend-store-uri=sqlite:///{self.run_dir / 'mlflow.db'}",
+            f"--default-artifact-root={self.run_dir / 'artifacts'}",
+            f"--host={LOOPBACK}",
+            f"--port={self.port}",
+            "--workers=1",
+        ]
+        if self.basic_auth:
+            argv.append("--app-name=basic-auth")
+        name = "mlflow-basic-auth" if self.basic_auth else "mlflow"
+        self.server = Server(name, argv, self.run_dir / f"{name}.log", env=self.env(), tied=self.tied)
+        self.server.start()
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(self.uri + "/health", timeout=1) as response:  # noqa: S310
+                return bool(response.status == 200)
+
+        self.server.wait_ready(healthy, timeout_s, "see the mlflow log above; is the venv complete?")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def running(self) -> bool:
+        return self.server is not None and self.server.running()

@@ -1,0 +1,177 @@
+"""Child processes of the testbed: started on loopback, tied to their owner, always stopped.
+
+Every server runs in its own process group so a stop reaches its workers too. Processes started
+for a test session also get PR_SET_PDEATHSIG, so a crashed or killed pytest takes them down with
+it; `reap_orphans` cleans up anything left by an owner that died some other way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from promptalias.testbed.errors import TestbedError
+
+_PR_SET_PDEATHSIG = 1
+RUN_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")  # noqa: S108 - tmpfs on purpose
+RUN_PREFIX = "promptalias-"
+OWNER_FILE = "owner.json"
+DETACHED = 0  # owner of a testbed started by `promptalias testbed up`: only `down` stops it
+
+
+def _tie_to_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Server:
+    """One long-running child process with its log file."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    tied: bool = True
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self.popen = subprocess.Popen(
+                list(self.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(self.env) if self.env is not None else None,
+                start_new_session=True,
+                preexec_fn=_tie_to_parent if self.tied else None,  # noqa: PLW1509 - only calls prctl
+            )
+        except OSError as exc:
+            raise TestbedError(
+                f"start {self.name}", f"could not execute {self.argv[0]}: {exc}", "check the binary exists"
+            ) from exc
+        finally:
+            log.close()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid if self.popen else 0
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_ready(self, probe: Callable[[], bool], timeout_s: float, remedy: str) -> None:
+        """Poll `probe` until it is true; fail fast with the log tail if the process dies."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise TestbedError(
+                    f"start {self.name}",
+                    f"{self.name} exited with code {self.popen.returncode if self.popen else '?'}; "
+                    f"last log lines ({self.log_path}):\n{self.log_tail()}",
+                    remedy,
+                )
+            with contextlib.suppress(Exception):
+                if probe():
+                    return
+            time.sleep(0.1)
+        raise TestbedError(
+            f"start {self.name}",
+            f"not ready after {timeout_s:.0f}s; last log lines ({self.log_path}):\n{self.log_tail()}",
+            remedy,
+        )
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if self.popen is None:
+            return
+        kill_group(self.popen.pid, grace_s)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=1)
+        self.popen = None
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any non-zombie process is in the group (zombies may never be reaped here)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, os.WNOHANG)  # reap the leader if it is our own child
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        # fields: state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def kill_group(pgid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM a process group, then SIGKILL whatever is left after `grace_s`."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.05)
+    if _group_alive(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a live process; a zombie (exited, not yet reaped) counts as gone."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def write_owner(run_dir: Path, owner_pid: int, groups: Sequence[int]) -> None:
+    """Record who owns a run directory and which process groups it started."""
+    (run_dir / OWNER_FILE).write_text(json.dumps({"owner": owner_pid, "groups": list(groups)}))
+
+
+def reap_orphans(keep: Path | None = None) -> list[Path]:
+    """Stop servers and remove run dirs whose owning process is gone (a crashed earlier run)."""
+    reaped: list[Path] = []
+    for run_dir in RUN_ROOT.glob(f"{RUN_PREFIX}*"):
+        if keep is not None and run_dir == keep:
+            continue
+        try:
+            owner = json.loads((run_dir / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        owner_pid = int(owner.get("owner", 0))
+        if owner_pid == DETACHED or pid_alive(owner_pid):
+            continue
+        for pgid in owner.get("groups", []):
+            kill_group(int(pgid), grace_s=5)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        reaped.append(run_dir)
+    return reaped
