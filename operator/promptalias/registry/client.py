@@ -8,6 +8,7 @@ caller (kopf) retries with backoff. Deliberately free of `mlflow` imports, which
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import logging
@@ -252,8 +253,12 @@ class MlflowRegistry:
         self.cache.put(self._key(name, version), result)
         return result
 
-    def _forget_inflight(self, key: CacheKey, _task: asyncio.Task[PromptVersion]) -> None:
+    def _forget_inflight(self, key: CacheKey, task: asyncio.Task[PromptVersion]) -> None:
         self._inflight.pop(key, None)
+        if not task.cancelled():
+            # Every waiter may have been cancelled: mark the error as seen so asyncio does not
+            # log "exception was never retrieved" for a failure the callers already got.
+            task.exception()
 
     def _key(self, name: str, version: int) -> CacheKey:
         return (self.config.tracking_uri, self.config.workspace, name, int(version))
@@ -278,11 +283,8 @@ class MlflowRegistry:
         if self._session is None:
             headers = {"Accept": "application/json", "User-Agent": "promptalias-registry"}
             if self.config.auth_kind == "basic":
-                assert self.config.username is not None
-                assert self.config.password is not None
-                headers["Authorization"] = aiohttp.BasicAuth(
-                    self.config.username, self.config.password
-                ).encode()
+                userpass = f"{self.config.username}:{self.config.password}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(userpass).decode("ascii")
             elif self.config.auth_kind == "bearer":
                 headers["Authorization"] = f"Bearer {self.config.token}"
             if self.config.workspace:

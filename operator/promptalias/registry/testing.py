@@ -50,7 +50,7 @@ def register_model(uri: str, name: str) -> None:
     """A plain registered model (not a prompt) with one version, for negative tests."""
     mlflow_client = client(uri)
     mlflow_client.create_registered_model(name)
-    mlflow_client.create_model_version(name=name, source="models:/none")
+    mlflow_client.create_model_version(name=name, source="s3://bucket/model")
 
 
 def set_alias_with_mlflow(uri: str, name: str, alias: str, version: int) -> None:
