@@ -1,0 +1,1 @@
+"""The promptalias sidecar: ConfigMap projections → atomic files + localhost HTTP (see `main`)."""
