@@ -1,0 +1,192 @@
+"""Build (or reuse) the tools the chart and GitOps tests run: `helm` and a `kstatus` checker.
+
+Both are built with `go build` from the wrapper module in hack/tools (which pins helm.sh/helm/v3 and
+sigs.k8s.io/cli-utils) and cached by version under $HOME/.cache/promptalias/tools-<version>/, the
+same way build.py caches the control plane: a manifest of sha256 sums, a lock so two sessions never
+build into the same cache, progress lines while a cold build runs, errors that say what to do.
+
+`python -m promptalias.testbed.tools` builds them and prints their paths (one `name=path` a line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from promptalias.testbed.build import _go_env, _locked, _sha256, cache_root, find_source_root
+from promptalias.testbed.errors import TestbedError
+from promptalias.testbed.progress import say, step
+
+HELM_VERSION = "v3.22.0"
+CLI_UTILS_VERSION = "v0.37.2"  # sigs.k8s.io/cli-utils, whose pkg/kstatus/status Flux and kpt use
+TOOLS_VERSION = f"helm-{HELM_VERSION}-kstatus-{CLI_UTILS_VERSION}"
+MODULE_DIR = Path("hack") / "tools"
+# helm's built-in default capabilities (what `helm template` and `helm lint` assume without a
+# cluster) follow the release the testbed runs, so offline renders match what the tests install on.
+_HELM_KUBE_MAJOR, _HELM_KUBE_MINOR = "1", "35"
+
+# name -> (package, path relative to the module, extra ldflags)
+_TARGETS: dict[str, tuple[str, str]] = {
+    "helm": (
+        "helm.sh/helm/v3/cmd/helm",
+        f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION} "
+        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean "
+        f"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor={_HELM_KUBE_MAJOR} "
+        f"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor={_HELM_KUBE_MINOR} "
+        f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor={_HELM_KUBE_MAJOR} "
+        f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={_HELM_KUBE_MINOR}",
+    ),
+    "kstatus": ("./kstatus", ""),
+}
+TOOLS = tuple(_TARGETS)
+# Files whose change must rebuild the tools (the pinned versions and our own program).
+_INPUT_FILES = ("go.mod", "go.sum", "kstatus/main.go")
+_ENV_OVERRIDE = "PROMPTALIAS_TOOLS_DIR"
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Absolute paths of the built tools."""
+
+    helm: Path
+    kstatus: Path
+
+
+def tools_cache() -> Path:
+    return cache_root() / f"tools-{TOOLS_VERSION}"
+
+
+def _inputs_digest(module: Path) -> str:
+    digest = hashlib.sha256(TOOLS_VERSION.encode())
+    for name in _INPUT_FILES:
+        digest.update(name.encode())
+        digest.update((module / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_valid(cache: Path, inputs: str | None) -> bool:
+    try:
+        manifest = json.loads((cache / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if manifest.get("toolsVersion") != TOOLS_VERSION:
+        return False
+    if inputs is not None and manifest.get("inputs") != inputs:
+        return False
+    sums: dict[str, str] = manifest.get("sha256", {})
+    for name in TOOLS:
+        path = cache / "bin" / name
+        if not path.is_file() or not os.access(path, os.X_OK) or sums.get(name) != _sha256(path):
+            return False
+    return True
+
+
+def _build(module: Path, cache: Path, inputs: str) -> None:
+    go = shutil.which("go")
+    if go is None:
+        raise TestbedError(
+            "build helm and kstatus",
+            "the Go toolchain (`go`) is not on PATH",
+            f"install Go >= 1.26 (helm {HELM_VERSION} requires it), "
+            f"or set {_ENV_OVERRIDE} to a directory holding `helm` and `kstatus`",
+        )
+    staging = cache.with_name(cache.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "bin").mkdir(parents=True)
+    log_path = cache.parent / f"build-tools-{TOOLS_VERSION}.log"
+    env = _go_env()
+    env["CGO_ENABLED"] = "0"  # static binaries: the cache keeps working after system library updates
+    say(
+        f"building helm {HELM_VERSION} and the kstatus checker from Go modules into {cache} "
+        "(cold: ~2-4 min on 2 cores; later runs reuse the cache)"
+    )
+    with log_path.open("w") as log:
+        for index, (name, (package, ldflags)) in enumerate(_TARGETS.items(), start=1):
+            argv = [go, "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip()]
+            argv += ["-o", str(staging / "bin" / name), package]
+            with step(f"Building {name} ({index}/{len(_TARGETS)})"):
+                log.write(f"$ {' '.join(argv)}\n")
+                log.flush()
+                result = subprocess.run(
+                    argv, cwd=module, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+                )
+            if result.returncode != 0:
+                shutil.rmtree(staging, ignore_errors=True)
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
+                raise TestbedError(
+                    "build helm and kstatus",
+                    f"`go build {package}` exited with {result.returncode}; log {log_path}:\n{tail}",
+                    "check Go >= 1.26 and access to the Go module proxy, then rerun; "
+                    f"or set {_ENV_OVERRIDE} to prebuilt binaries",
+                )
+    manifest = {
+        "toolsVersion": TOOLS_VERSION,
+        "helmVersion": HELM_VERSION,
+        "cliUtilsVersion": CLI_UTILS_VERSION,
+        "inputs": inputs,
+        "sha256": {name: _sha256(staging / "bin" / name) for name in TOOLS},
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    shutil.rmtree(cache, ignore_errors=True)
+    staging.rename(cache)
+
+
+def ensure_tools() -> Tools:
+    """Return usable helm and kstatus binaries, building them only when no valid copy exists.
+
+    PROMPTALIAS_TOOLS_DIR wins when it holds both programs (e.g. CI images with a prebuilt helm);
+    otherwise the version cache is used, verified by sha256 and rebuilt when stale or corrupt.
+    """
+    if override := os.environ.get(_ENV_OVERRIDE):
+        directory = Path(override)
+        missing = [name for name in TOOLS if not os.access(directory / name, os.X_OK)]
+        if missing:
+            raise TestbedError(
+                "find helm and kstatus",
+                f"{_ENV_OVERRIDE}={directory} lacks executable {', '.join(missing)}",
+                f"unset {_ENV_OVERRIDE} to build them from hack/tools",
+            )
+        return Tools(helm=directory / "helm", kstatus=directory / "kstatus")
+    cache = tools_cache()
+    module: Path | None = None
+    inputs: str | None = None
+    try:
+        root = find_source_root()
+        if (root / MODULE_DIR / "go.mod").is_file():
+            module = root / MODULE_DIR
+            inputs = _inputs_digest(module)
+    except TestbedError:
+        pass
+    if not _cache_valid(cache, inputs):
+        if module is None or inputs is None:
+            raise TestbedError(
+                "build helm and kstatus",
+                f"no valid cache in {cache} and the Go module {MODULE_DIR} was not found",
+                f"run from a promptalias checkout, set PROMPTALIAS_SOURCE_DIR to one, or set {_ENV_OVERRIDE}",
+            )
+        with _locked(cache_root() / f".tools-{TOOLS_VERSION}.lock"):
+            if not _cache_valid(cache, inputs):  # another session may have built it while we waited
+                if (cache / "manifest.json").exists():
+                    say(f"cached tools in {cache} are stale or corrupt; rebuilding")
+                _build(module, cache, inputs)
+    return Tools(helm=cache / "bin" / "helm", kstatus=cache / "bin" / "kstatus")
+
+
+def main() -> int:
+    try:
+        tools = ensure_tools()
+    except TestbedError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"helm={tools.helm}\nkstatus={tools.kstatus}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
