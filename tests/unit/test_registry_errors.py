@@ -116,6 +116,26 @@ def test_workspace_on_a_server_without_workspaces_is_a_config_error() -> None:
     assert "unset the registry's workspace, or start MLflow with --enable-workspaces" in str(err)
 
 
+def test_missing_workspace_is_a_config_error() -> None:
+    err = error_from_response(
+        call("get prompt", prompt="p", workspace="nope"),
+        404,
+        body("RESOURCE_DOES_NOT_EXIST", "Workspace 'nope' not found"),
+    )
+    assert type(err) is RegistryRejected
+    assert "create workspace 'nope' in MLflow or fix the registry's workspace" in str(err)
+
+
+def test_workspace_is_named_in_not_found_messages() -> None:
+    err = error_from_response(
+        call("get prompt", prompt="p", workspace="team-a"),
+        404,
+        body("RESOURCE_DOES_NOT_EXIST", "Registered Model with name=p not found"),
+    )
+    assert type(err) is PromptNotFound
+    assert "(workspace 'team-a')" in str(err)
+
+
 def test_401_without_credentials_says_to_configure_them() -> None:
     err = error_from_response(call("get prompt", prompt="p"), 401, b"You are not authenticated.")
     assert type(err) is RegistryAuthError

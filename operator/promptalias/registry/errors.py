@@ -201,6 +201,13 @@ def error_from_response(call: Call, status: int, body: bytes) -> RegistryError:
             "prefix, and that no proxy in front of it intercepts API calls",
             status=status,
         )
+    if code == "RESOURCE_DOES_NOT_EXIST" and call.workspace and message.startswith("Workspace"):
+        return RegistryRejected(
+            f"{head} to {call.op}: {message}; create workspace {call.workspace!r} in MLflow "
+            "or fix the registry's workspace",
+            status=status,
+            error_code=code,
+        )
     if code == "RESOURCE_DOES_NOT_EXIST":
         if message.startswith("Registered Model") and call.prompt is not None:
             return prompt_not_found(call)
