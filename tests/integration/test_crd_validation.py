@@ -453,6 +453,22 @@ def test_field_selectors_on_prompt_and_alias(testbed: Testbed, objects: Objects)
     assert out == [f"promptalias.promptalias.io/{wanted}"]
 
 
+def test_kubectl_explain_shows_the_docstrings(testbed: Testbed, crds: None) -> None:
+    def explain(path: str) -> str:
+        return " ".join(testbed.kubectl("explain", path).stdout.split())  # kubectl wraps the text
+
+    assert "Omit it to follow MLflow" in explain("pa.spec.version")
+    assert "Which namespaces may use this registry" in explain("clusterpromptregistries.spec.conditions")
+
+
+def test_registry_columns(testbed: Testbed, objects: Objects) -> None:
+    name = object_name("registry-columns")
+    objects.create(build("PromptRegistry", name), dry_run=False)
+    out = testbed.kubectl("get", "preg", name, "-n", objects.namespace).stdout.splitlines()
+    assert out[0].split() == ["NAME", "URI", "READY", "REASON", "SERVER", "AGE"]
+    assert out[1].split()[:2] == [name, "http://mlflow.mlflow.svc:5000"]
+
+
 def test_category_lists_every_kind(testbed: Testbed, objects: Objects) -> None:
     objects.create(build("PromptAlias", object_name("category")), dry_run=False)
     objects.create(build("PromptRegistry", object_name("category")), dry_run=False)

@@ -137,6 +137,7 @@ def test_immutable_identity_fields() -> None:
     for field in (".spec.prompt", ".spec.alias", ".spec.registryRef"):
         assert "self == oldSelf" in rules_at("PromptAlias", field)
     assert "self == oldSelf" not in rules_at("PromptAlias", ".spec.version")
+    assert "self == oldSelf" not in rules_at("PromptExperiment", ".spec.candidate.alias")
 
 
 def test_rules_declared_on_types_and_classes_reach_the_schema() -> None:

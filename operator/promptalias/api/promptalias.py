@@ -1,4 +1,20 @@
-"""PromptAlias: one MLflow prompt alias, declared in Kubernetes."""
+"""PromptAlias: one MLflow prompt alias, declared in Kubernetes.
+
+Decisions worth knowing (the CEL messages say the same to users):
+
+- `registryRef`, `prompt` and `alias` are immutable. Together they name the MLflow object the
+  resource manages; changing one in place would silently orphan the old alias (its deletionPolicy
+  never applied, its ownership tag left behind) and make conflict detection ("the older resource
+  wins") compare two different objects. Delete the resource and create a new one instead.
+  `version`, the policies and the projection switch stay mutable.
+- `version` omitted means MLflow owns the alias (follow mode); `version: null` is the same (the
+  apiserver drops nulls of optional fields), so GitOps tools see no difference.
+- Aliases are MLflow's rules plus two restrictions: ASCII only (the alias is part of a ConfigMap
+  key) and no plain numbers (prompts:/name/3 means version 3). prompt + alias fit the projection
+  key <prompt>.<alias>.json in 253 characters.
+- Every default lives in the CRD schema (never inside list items), and the models default the same
+  way (an integration test compares the apiserver's defaulting with `from_body`).
+"""
 
 from __future__ import annotations
 
@@ -153,8 +169,9 @@ class ObjectReference(KubeModel):
 class HistoryEntry(KubeModel):
     """One move of the alias: the audit trail MLflow itself does not keep."""
 
-    version: PromptVersion
-    """The version the alias pointed at after the move."""
+    version: PromptVersion | None = None
+    """The version the alias pointed at after the move; absent when the alias was deleted (e.g. an
+    Observed deletion in MLflow while following it)."""
     previous_version: PromptVersion | None = None
     """The version before the move (absent when the alias was created)."""
     time: datetime
