@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import AnyHttpUrl, BaseModel, Field
 
 from promptalias.api import RESOURCES, KubeModel, PromptAlias, Resource, Rule, Validations
 from promptalias.api.cel import VALIDATIONS_KEY, cel_quote
@@ -176,6 +176,10 @@ class _Exclusive(BaseModel):
     value: Annotated[int, Field(gt=0)]
 
 
+class _Url(BaseModel):
+    value: AnyHttpUrl
+
+
 class _Item(KubeModel):
     flag: bool = True
 
@@ -190,6 +194,7 @@ class _DefaultInList(KubeModel):
         (_Union, "union of 2 types is not structural"),
         (_Exclusive, "use ge/le bounds"),
         (_DefaultInList, "default inside a list item"),
+        (_Url, "format 'uri' would be checked by pydantic but not by the apiserver"),
     ],
 )
 def test_unstructural_models_are_refused(model: type[BaseModel], message: str) -> None:

@@ -72,8 +72,15 @@ def immutable(field: str) -> Rule:
 
 
 def regex_check(pattern: str) -> Callable[[Any], bool]:
-    """Python twin of CEL `self.matches(pattern)` (RE2 search; patterns here are RE2 ∩ Python `re`)."""
-    compiled = re.compile(pattern)
+    """Python twin of CEL `self.matches(pattern)`: an unanchored RE2 search.
+
+    Patterns here use the syntax RE2 and Python's `re` share. One difference is handled: a final `$`
+    is the end of the text in RE2 but may match before a trailing newline in Python, so it becomes
+    `\\Z` here, and classes such as `\\s` and `\\w` are ASCII-only, as in RE2.
+    """
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    compiled = re.compile(pattern, re.ASCII)
 
     def check(value: Any) -> bool:
         return isinstance(value, str) and compiled.search(value) is not None

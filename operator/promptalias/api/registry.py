@@ -13,7 +13,6 @@ in logs, events, status or ConfigMaps.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, ClassVar, Final, Literal
@@ -21,7 +20,7 @@ from typing import Annotated, ClassVar, Final, Literal
 from pydantic import Field, StrictBool
 
 from promptalias.api.base import KubeModel, atomic_list, set_list
-from promptalias.api.cel import Rule, Validations, regex_check
+from promptalias.api.cel import Rule, Validations, cel_quote, regex_check
 from promptalias.api.duration import Duration, duration_rule
 from promptalias.api.resource import (
     AGE_COLUMN,
@@ -40,9 +39,11 @@ TIMEOUT_MAX_SECONDS: Final = 300
 REFRESH_INTERVAL_DEFAULT: Final = "60s"
 
 # A host (userinfo is tolerated here: the credentials rule reports it), then optionally a path,
-# query or fragment; no spaces anywhere.
-_URL_SHAPE: Final = "^https?://([^/?#@ ]*@)?[^/?#@ ]+([/?#][^ ]*)?$"
+# query or fragment; no whitespace anywhere.
+_URL_SHAPE: Final = r"^https?://([^/?#@\s]*@)?[^/?#@\s]+([/?#]\S*)?$"
 _HAS_USERINFO: Final = "^[a-zA-Z]+://[^/?#]*@"
+_url_shape_ok: Final = regex_check(_URL_SHAPE)
+_has_userinfo: Final = regex_check(_HAS_USERINFO)
 
 TrackingUri = Annotated[
     str,
@@ -54,17 +55,15 @@ TrackingUri = Annotated[
             check=lambda value: value.startswith(("http://", "https://")),
         ),
         Rule(
-            rule=f"!self.matches('{_HAS_USERINFO}')",
+            rule=f"!self.matches({cel_quote(_HAS_USERINFO)})",
             message="trackingUri must not contain credentials (user:password@); put them in a Secret and "
             "reference it with auth.secretRef",
-            check=lambda value: re.search(_HAS_USERINFO, value) is None,
+            check=lambda value: not _has_userinfo(value),
         ),
         Rule(
-            rule=f"!self.matches('^https?://') || self.matches('{_URL_SHAPE}')",
+            rule=f"!self.matches('^https?://') || self.matches({cel_quote(_URL_SHAPE)})",
             message="trackingUri must name a host and contain no spaces, e.g. https://mlflow.example.com/",
-            check=lambda value: (
-                not value.startswith(("http://", "https://")) or regex_check(_URL_SHAPE)(value)
-            ),
+            check=lambda value: not value.startswith(("http://", "https://")) or _url_shape_ok(value),
         ),
     ),
 ]

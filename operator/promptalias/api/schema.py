@@ -116,8 +116,12 @@ class _Converter:
             elif key == "patternProperties":
                 continue  # folded into additionalProperties and key_pattern above
             elif key == "format":
-                if value in _FORMATS:
-                    result[key] = value
+                if value not in _FORMATS:
+                    raise SchemaError(
+                        f"{path}: format {value!r} would be checked by pydantic but not by the apiserver; "
+                        "use a plain str with a pattern"
+                    )
+                result[key] = value
             elif key in {"exclusiveMinimum", "exclusiveMaximum"}:
                 raise SchemaError(
                     f"{path}: use ge/le bounds, not gt/lt ({key} differs between OpenAPI versions)"

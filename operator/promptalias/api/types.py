@@ -17,7 +17,6 @@ MLflow rules mirrored here (mlflow 3.17, see `mlflow/utils/validation.py`,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, ClassVar, Final
@@ -25,7 +24,7 @@ from typing import Annotated, ClassVar, Final
 from pydantic import Field
 
 from promptalias.api.base import KubeModel, atomic_list
-from promptalias.api.cel import Rule, Validations
+from promptalias.api.cel import Rule, Validations, regex_check
 
 GROUP: Final = "promptalias.io"
 VERSION: Final = "v1alpha1"
@@ -47,7 +46,7 @@ RESERVED_WORKSPACES: Final = ("workspaces", "api", "ajax-api", "static-files")
 TAG_KEY_MAX_LENGTH: Final = 250
 TAG_VALUE_MAX_LENGTH: Final = 5000
 
-_VERSION_LIKE: Final = re.compile(VERSION_LIKE_ALIAS_PATTERN)
+_version_like: Final = regex_check(VERSION_LIKE_ALIAS_PATTERN)
 
 PromptName = Annotated[
     str,
@@ -79,7 +78,7 @@ AliasName = Annotated[
                 "version-like aliases (v1, V12, 3) are reserved: MLflow and prompts:/ URIs read them as "
                 "version numbers; choose a name such as 'production'"
             ),
-            check=lambda value: _VERSION_LIKE.search(value) is None,
+            check=lambda value: not _version_like(value),
         ),
     ),
 ]
