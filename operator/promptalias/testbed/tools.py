@@ -16,8 +16,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from promptalias.testbed.build import _go_env, _locked, _sha256, cache_root, find_source_root
 from promptalias.testbed.errors import TestbedError
@@ -176,6 +178,63 @@ def ensure_tools() -> Tools:
                     say(f"cached tools in {cache} are stale or corrupt; rebuilding")
                 _build(module, cache, inputs)
     return Tools(helm=cache / "bin" / "helm", kstatus=cache / "bin" / "kstatus")
+
+
+@dataclass(frozen=True)
+class Helm:
+    """The built helm, isolated from the user's helm config, optionally bound to a kubeconfig."""
+
+    path: Path
+    kubeconfig: Path | None = None
+
+    def env(self) -> dict[str, str]:
+        home = cache_root() / "helm-home"  # never read or write the user's repositories and plugins
+        env = dict(os.environ)
+        env.update(
+            HELM_CACHE_HOME=str(home / "cache"),
+            HELM_CONFIG_HOME=str(home / "config"),
+            HELM_DATA_HOME=str(home / "data"),
+        )
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
+        return env
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.path), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise TestbedError(f"helm {' '.join(args)}", (result.stderr or result.stdout).strip())
+        return result
+
+    def template(
+        self,
+        chart: Path,
+        *,
+        release: str = "promptalias",
+        namespace: str = "promptalias-system",
+        values: Iterable[Path] = (),
+        set_json: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """`helm template` the chart and return the rendered objects (empty documents dropped)."""
+        import yaml
+
+        args = ["template", release, str(chart), "--namespace", namespace]
+        for path in values:
+            args += ["--values", str(path)]
+        for key, value in (set_json or {}).items():
+            args += ["--set-json", f"{key}={json.dumps(value)}"]
+        return [doc for doc in yaml.safe_load_all(self.run(*args).stdout) if doc]
+
+
+def helm(kubeconfig: Path | None = None) -> Helm:
+    """The cached helm (built on first use), bound to `kubeconfig` when given."""
+    return Helm(ensure_tools().helm, kubeconfig)
 
 
 def main() -> int:
