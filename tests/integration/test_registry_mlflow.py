@@ -353,14 +353,16 @@ def test_outage_and_recovery_on_the_same_registry(testbed: Testbed, prompt_name:
 
     async def scenario(registry: MlflowRegistry) -> None:
         await registry.set_alias(prompt_name, "production", 1)  # a pooled keep-alive connection now exists
-        await asyncio.to_thread(testbed.mlflow.stop)
+        # Stop and start from the main thread, blocking the loop: the testbed ties the server to
+        # the starting thread (PR_SET_PDEATHSIG), so a worker thread's exit would kill it.
+        testbed.mlflow.stop()
         try:
             started = time.monotonic()
             with pytest.raises(RegistryUnavailable):
                 await registry.get_prompt(prompt_name)
             assert time.monotonic() - started < config.timeout_s + 0.5
         finally:
-            await asyncio.to_thread(testbed.mlflow.start)
+            testbed.mlflow.start()
         assert (await registry.get_prompt(prompt_name)).aliases == {"production": 1}
 
     run(scenario, config)

@@ -96,6 +96,16 @@ def test_server_trouble_is_transient(status: int) -> None:
     assert f"HTTP {status}" in str(err)
 
 
+def test_retry_after_is_passed_on() -> None:
+    err = error_from_response(call("set alias", prompt="p"), 429, b"slow down", retry_after="7")
+    assert isinstance(err, RegistryUnavailable)
+    assert err.retry_after == 7
+    for header in (None, "Wed, 21 Oct 2015 07:28:00 GMT", "-1"):
+        err = error_from_response(call("set alias", prompt="p"), 503, b"", retry_after=header)
+        assert isinstance(err, RegistryUnavailable)
+        assert err.retry_after is None
+
+
 def test_mlflow_internal_error_is_transient() -> None:
     err = error_from_response(
         call("get prompt", prompt="p"), 500, body("INTERNAL_ERROR", "database is locked")

@@ -358,6 +358,7 @@ class MlflowRegistry:
                 raw = await response.read()
                 content_type = response.content_type
                 location = response.headers.get("Location", "")
+                retry_after = response.headers.get("Retry-After")
         except TimeoutError:
             raise RegistryUnavailable(
                 f"MLflow at {call.uri} did not answer {call.op}{call.subject()} within "
@@ -395,7 +396,7 @@ class MlflowRegistry:
                 status=status,
             )
         if status >= 300 or status < 200:
-            raise error_from_response(call, status, raw)
+            raise error_from_response(call, status, raw, retry_after=retry_after)
         if expect_json and content_type not in ("application/json", ""):
             raise RegistryProtocolError(
                 f"MLflow at {call.uri} answered {call.op} with {content_type}, not JSON: "

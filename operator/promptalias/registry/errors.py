@@ -27,9 +27,22 @@ class RegistryError(Exception):
 
 
 class RegistryUnavailable(RegistryError):  # noqa: N818 - names fixed by docs/contracts.md
-    """Transient: connection refused, DNS failure, timeout, HTTP 5xx or 429."""
+    """Transient: connection refused, DNS failure, timeout, HTTP 5xx or 429.
+    `retry_after` is the server's Retry-After in seconds, when it sent one (a hint for the
+    caller's backoff, e.g. `kopf.TemporaryError(delay=...)`)."""
 
     retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, error_code=error_code)
+        self.retry_after = retry_after
 
 
 class RegistryTLSError(RegistryUnavailable):
@@ -153,7 +166,20 @@ def _in_workspace(call: Call) -> str:
     return f" (workspace {call.workspace!r})" if call.workspace else ""
 
 
-def error_from_response(call: Call, status: int, body: bytes) -> RegistryError:
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds; the HTTP-date form is rare for APIs and ignored."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86_400 else None
+
+
+def error_from_response(
+    call: Call, status: int, body: bytes, *, retry_after: str | None = None
+) -> RegistryError:
     """Map a non-2xx answer of MLflow's REST API to the error a caller can act on.
 
     MLflow answers errors as JSON `{"error_code": ..., "message": ...}`; what "not found"
@@ -192,6 +218,7 @@ def error_from_response(call: Call, status: int, body: bytes) -> RegistryError:
             "the call will be retried (check the MLflow server's logs if this persists)",
             status=status,
             error_code=code,
+            retry_after=parse_retry_after(retry_after),
         )
     if code is None:
         # Not MLflow's JSON error format: a proxy, a login page, or a wrong base path.
