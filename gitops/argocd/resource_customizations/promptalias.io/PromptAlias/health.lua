@@ -1,0 +1,108 @@
+-- Argo CD health check for promptalias.io/PromptAlias.
+-- Runs without Lua's string library (Argo CD's default for custom checks): only base and table.
+-- Order, as kstatus reads status: deletion, a status older than the spec, Stalled, Drifted,
+-- Reconciling, then Ready. Drifted=True with driftPolicy Report is Degraded: the MLflow alias no
+-- longer points where Git says and the operator will not move it back, and Argo CD cannot see MLflow,
+-- so health is the only place that divergence shows up (and alerts). With Enforce it is Progressing:
+-- the operator is moving the alias back.
+local hs = {}
+
+local function find(conditions, kind)
+  if conditions == nil then
+    return nil
+  end
+  for _, condition in ipairs(conditions) do
+    if condition.type == kind then
+      return condition
+    end
+  end
+  return nil
+end
+
+local function describe(condition, fallback)
+  local reason = condition.reason
+  local message = condition.message
+  if message ~= nil and message ~= "" then
+    if reason ~= nil and reason ~= "" then
+      return reason .. ": " .. message
+    end
+    return message
+  end
+  if reason ~= nil and reason ~= "" then
+    return reason
+  end
+  return fallback
+end
+
+if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
+  hs.status = "Progressing"
+  hs.message = "Deleting"
+  return hs
+end
+
+local status = obj.status
+if status == nil or status.conditions == nil or #status.conditions == 0 then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the promptalias operator to report status"
+  return hs
+end
+
+local generation = obj.metadata.generation
+if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to observe generation " .. generation
+  return hs
+end
+
+local stalled = find(status.conditions, "Stalled")
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(stalled, "Stalled")
+  return hs
+end
+
+local drifted = find(status.conditions, "Drifted")
+if drifted ~= nil and drifted.status == "True" then
+  local policy = "Enforce"
+  if obj.spec ~= nil and obj.spec.driftPolicy ~= nil then
+    policy = obj.spec.driftPolicy
+  end
+  if policy == "Report" then
+    hs.status = "Degraded"
+    hs.message = describe(drifted, "Drifted") .. " (driftPolicy Report: not corrected)"
+  else
+    hs.status = "Progressing"
+    hs.message = "Correcting drift: " .. describe(drifted, "Drifted")
+  end
+  return hs
+end
+
+local reconciling = find(status.conditions, "Reconciling")
+if reconciling ~= nil and reconciling.status == "True" then
+  hs.status = "Progressing"
+  hs.message = describe(reconciling, "Reconciling")
+  return hs
+end
+
+local ready = find(status.conditions, "Ready")
+if ready == nil or ready.status == "Unknown" then
+  hs.status = "Progressing"
+  if ready == nil then
+    hs.message = "Waiting for the Ready condition"
+  else
+    hs.message = describe(ready, "Waiting for the Ready condition")
+  end
+  return hs
+end
+if ready.status == "True" then
+  hs.status = "Healthy"
+  if status.uri ~= nil and status.resolvedVersion ~= nil then
+    hs.message = status.uri .. " is at version " .. status.resolvedVersion
+  else
+    hs.message = describe(ready, "Ready")
+  end
+  return hs
+end
+hs.status = "Degraded"
+hs.message = describe(ready, "Not ready")
+return hs
