@@ -13,10 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import lupa.lua51 as lupa  # type: ignore[import-untyped]  # no stubs; the Lua side is untyped anyway
 import pytest
 import yaml
-
-lupa = pytest.importorskip("lupa.lua51", reason="lupa (a real Lua 5.1 runtime) is a dev dependency")
 
 ROOT = Path(__file__).resolve().parents[2]
 CUSTOMIZATIONS = ROOT / "gitops" / "argocd" / "resource_customizations" / "promptalias.io"
