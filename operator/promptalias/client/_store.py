@@ -266,8 +266,7 @@ class PromptStore:
     def _install(self, entry: _Entry, doc: dict[str, Any], source: str) -> None:
         """Make `doc` the entry's current prompt (if its content changed) and save a copy."""
         content = _content(doc)
-        if content == entry.content:
-            entry.source = source
+        if content == entry.content and entry.prompt is not None and entry.prompt.source == source:
             return
         prompt = prompt_from_document(doc, source=source, pinned=entry.ref.alias is None)
         old = entry.prompt
@@ -277,7 +276,7 @@ class PromptStore:
             entry.content = content
             if entry.ref in self._entries:
                 self._publish()
-        if old is not None:
+        if old is not None and (old.version, old.digest) != (prompt.version, prompt.digest):
             logger().info(
                 "promptalias: %s now serves version %s (was %s), from %s",
                 entry.ref.uri,
@@ -285,6 +284,8 @@ class PromptStore:
                 old.version,
                 source,
             )
+        elif old is not None:
+            logger().info("promptalias: %s now comes from %s (was %s)", entry.ref.uri, source, old.source)
         if source != "cache":
             self._save_copy(entry.ref, doc, content)
 
