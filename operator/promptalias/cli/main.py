@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from promptalias import __version__
-from promptalias.cli import testbed_cmd
+from promptalias.cli import operator_cmd, testbed_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"promptalias {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    operator_cmd.add_parser(subparsers)
     testbed_cmd.add_parser(subparsers)
     return parser
 

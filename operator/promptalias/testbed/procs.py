@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class Server:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the process: tie the child
+        # only when started from the main thread (reap_orphans covers the other case).
+        tie = self.tied and threading.current_thread() is threading.main_thread()
         log = self.log_path.open("ab")
         try:
             self.popen = subprocess.Popen(
@@ -55,7 +59,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 env=dict(self.env) if self.env is not None else None,
                 start_new_session=True,
-                preexec_fn=_tie_to_parent if self.tied else None,  # noqa: PLW1509 - only calls prctl
+                preexec_fn=_tie_to_parent if tie else None,  # noqa: PLW1509 - only calls prctl
             )
         except OSError as exc:
             raise TestbedError(

@@ -1,0 +1,75 @@
+"""`promptalias operator`: run the operator (out of cluster with KUBECONFIG, or in a pod)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("operator", help="run the promptalias operator")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (default)")
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch only this namespace (repeatable)"
+    )
+    peering = parser.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering", default=None, help="kopf peering name: replicas sharing it have one active"
+    )
+    peering.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    parser.add_argument(
+        "--health-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve /healthz (liveness) on HOST:PORT, e.g. 0.0.0.0:8080",
+    )
+    parser.add_argument(
+        "--cluster-id",
+        default=None,
+        help="identity written into MLflow owner tags (default: uid of kube-system)",
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from promptalias.handlers.startup import CLUSTER_ID_ENV, WATCHED_NAMESPACES_ENV
+    from promptalias.kube.client import load_api_client
+
+    try:
+        load_api_client().close()
+    except Exception as exc:  # noqa: BLE001 - any config failure gets the same advice
+        print(
+            f"error: no usable Kubernetes credentials ({exc}); set KUBECONFIG (e.g. "
+            '`eval "$(promptalias testbed env)"`) or run inside a pod with a ServiceAccount',
+            file=sys.stderr,
+        )
+        return 2
+    os.environ[WATCHED_NAMESPACES_ENV] = ",".join(args.namespace)
+    if args.cluster_id:
+        os.environ[CLUSTER_ID_ENV] = args.cluster_id
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if not args.verbose:
+        # kopf logs every handler run at INFO ("Handler 'x' succeeded"): noise for raw-event handlers.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    import promptalias.handlers  # noqa: F401 - registers the handlers
+
+    liveness = f"http://{args.health_listen}/healthz" if args.health_listen else None
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.standalone,
+        peering_name=args.peering,
+        liveness_endpoint=liveness,
+    )
+    return 0

@@ -1,0 +1,451 @@
+"""One reconcile pass over a PromptAlias: gather observations, plan (pure), write, settle status.
+
+Order matters for safety: the projection is rendered before MLflow is touched (a prompt too large
+to project never moves the alias), ownership is checked on a fresh read before any write, and the
+status is derived from what MLflow answered, so a crash between steps converges on the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+
+from promptalias.api.conditions import ConditionType, Reason, find_condition
+from promptalias.api.duration import parse_duration
+from promptalias.api.promptalias import PromptAlias
+from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World
+from promptalias.kube import KubeError
+from promptalias.projection.render import (
+    ProjectionError,
+    build_configmap,
+    render_projection,
+)
+from promptalias.reconcile.alias import (
+    AliasPlan,
+    Outcome,
+    actor_from_managed_fields,
+    plan_alias,
+    policy_violation,
+    settle,
+    settled_from_plan,
+)
+from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
+from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
+from promptalias.registry import (
+    MlflowRegistry,
+    PromptNotFound,
+    PromptState,
+    PromptVersion,
+    RegistryAuthError,
+    RegistryError,
+    RegistryNotFound,
+    RegistryTLSError,
+    RegistryUnavailable,
+    VersionNotFound,
+)
+
+log = logging.getLogger(__name__)
+
+PLURAL = PromptAlias.PLURAL
+ROLLBACK_ANNOTATION = "promptalias.io/rollback-to"
+MAX_BACKOFF_S = 60.0
+IDLE_RECHECK_S = 600.0  # safety net; the registry poller wakes workers when MLflow changes
+INTERNAL_TAG_PREFIX = "promptalias.io/"
+
+
+@dataclass
+class PassResult:
+    """What the daemon needs after a pass: when to run again."""
+
+    delay: float
+    transient_failure: bool = False
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _rollback_request(meta: Mapping[str, Any]) -> int | None:
+    value = (meta.get("annotations") or {}).get(ROLLBACK_ANNOTATION)
+    if value is None:
+        return None
+    try:
+        version = int(str(value).split("@", 1)[0])
+    except ValueError:
+        return None
+    return version if version >= 1 else None
+
+
+class AliasPass:
+    """Carries out one reconcile of one PromptAlias body."""
+
+    def __init__(self, world: World, body: Mapping[str, Any], *, fresh: bool, failures: int) -> None:
+        self.world = world
+        self.body = body
+        self.fresh = fresh
+        self.failures = failures
+        self.pa = PromptAlias.from_body(body)
+        self.meta = body.get("metadata", {})
+        self.namespace = str(self.meta.get("namespace"))
+        self.name = str(self.meta.get("name"))
+        self.uid = str(self.meta.get("uid"))
+        self.generation = int(self.meta.get("generation") or 1)
+        self.me: Owner = world.owner(self.namespace, self.name)
+        self.now = _now()
+        self.refresh_s = 60.0
+
+    # ---- entry point ---------------------------------------------------------------------------
+
+    async def run(self) -> PassResult:
+        spec = self.pa.spec
+        key = registry_key(spec.registry_ref, self.namespace)
+        known = resolve_registry(
+            spec.registry_ref,
+            self.namespace,
+            self.world.namespaces.get(self.namespace),
+            self.world.registries,
+        )
+        if isinstance(known, Unresolved):
+            return await self._finish(
+                Outcome(
+                    ready=False,
+                    reason=Reason.INVALID_REGISTRY,
+                    message=known.message,
+                    stalled=True,
+                    keep_resolution=True,
+                ),
+                delay=IDLE_RECHECK_S,
+            )
+        self.refresh_s = parse_duration(known.spec.refresh_interval) or IDLE_RECHECK_S
+        if spec.version is not None:
+            holder = winner(self.world.claims(), (known.endpoint, spec.prompt, spec.alias))
+            if holder is not None and holder.uid != self.uid:
+                return await self._finish(
+                    Outcome(
+                        ready=False,
+                        reason=Reason.CONFLICT,
+                        message=(
+                            f"PromptAlias {holder.ref} (older) already manages alias {spec.alias!r} of "
+                            f"prompt {spec.prompt!r} on this registry; this one will not write to MLflow. "
+                            "Delete one of them; when the older one goes, this one takes over."
+                        ),
+                        stalled=True,
+                        owner=holder.ref,
+                        keep_resolution=True,
+                    ),
+                    delay=IDLE_RECHECK_S,
+                )
+        try:
+            client = await self.world.client(known)
+            return await self._with_registry(known, client)
+        except InvalidRegistryConfig as exc:
+            return await self._finish(
+                Outcome(
+                    ready=False,
+                    reason=Reason.INVALID_REGISTRY,
+                    message=f"{key}: {exc}",
+                    stalled=True,
+                    keep_resolution=True,
+                ),
+                delay=self.refresh_s,
+            )
+        except RegistryAuthError as exc:
+            return await self._finish(
+                Outcome(
+                    ready=False,
+                    reason=Reason.INVALID_REGISTRY,
+                    message=f"{key}: MLflow refused the credentials: {exc}",
+                    stalled=True,
+                    keep_resolution=True,
+                ),
+                delay=self.refresh_s,
+            )
+        except RegistryTLSError as exc:
+            return await self._unavailable(f"{key}: TLS handshake with MLflow failed: {exc}")
+        except RegistryUnavailable as exc:
+            return await self._unavailable(str(exc))
+        except RegistryError as exc:  # protocol trouble: treat as transient, but say what it was
+            return await self._unavailable(f"unexpected answer from MLflow: {exc}")
+
+    # ---- with a working client -----------------------------------------------------------------
+
+    async def _read_prompt(self, known: KnownRegistry, client: MlflowRegistry) -> PromptState | None:
+        snap_key = (known.endpoint, self.pa.spec.prompt)
+        snap = self.world.snapshots.get(snap_key)
+        if not self.fresh and snap is not None and time.monotonic() - snap.fetched < self.refresh_s:
+            return snap.state
+        try:
+            state: PromptState | None = await client.get_prompt(self.pa.spec.prompt)
+        except PromptNotFound:
+            state = None
+        self.world.snapshots[snap_key] = Snapshot(state, time.monotonic())
+        return state
+
+    async def _with_registry(self, known: KnownRegistry, client: MlflowRegistry) -> PassResult:
+        spec = self.pa.spec
+        status = self.pa.status
+        state = await self._read_prompt(known, client)
+        if state is None and spec.version is not None:
+            return await self._finish(
+                Outcome(
+                    ready=False,
+                    reason=Reason.VERSION_NOT_FOUND,
+                    message=f"prompt {spec.prompt!r} does not exist in MLflow ({known.spec.tracking_uri}); "
+                    "register it (mlflow.genai.register_prompt) or fix spec.prompt",
+                    stalled=True,
+                    keep_resolution=True,
+                ),
+                delay=self.refresh_s,
+            )
+        current = state.aliases.get(spec.alias) if state is not None else None
+        owner_mark = Owner.from_tag(state.tags.get(owner_tag_key(spec.alias))) if state is not None else None
+        plan = plan_alias(
+            spec,
+            status,
+            generation=self.generation,
+            current=current,
+            owner_mark=owner_mark,
+            me=self.me,
+            now=self.now,
+            spec_actor=actor_from_managed_fields(self.meta.get("managedFields")),
+            rollback_to=_rollback_request(self.meta),
+        )
+        if plan.blocked is not None:
+            return await self._finish(
+                Outcome(
+                    ready=False,
+                    reason=plan.blocked.reason,
+                    message=plan.blocked.message,
+                    stalled=True,
+                    owner=plan.blocked.owner,
+                    keep_resolution=True,
+                ),
+                delay=self.refresh_s,
+            )
+        target = plan.write_version if plan.writes else plan.resolved_version
+        version: PromptVersion | None = None
+        if target is not None:
+            try:
+                version = await client.get_version(
+                    spec.prompt, target, use_cache=not self._needs_fresh_tags()
+                )
+            except (VersionNotFound, RegistryNotFound):
+                if spec.version is None and not plan.writes:
+                    version = None  # follow mode: alias points at a deleted version
+                else:
+                    return await self._finish(
+                        Outcome(
+                            ready=False,
+                            reason=Reason.VERSION_NOT_FOUND,
+                            message=f"version {target} of prompt {spec.prompt!r} does not exist in MLflow; "
+                            "register it or change spec.version",
+                            stalled=True,
+                            keep_resolution=True,
+                        ),
+                        delay=self.refresh_s,
+                    )
+        if spec.version is not None and version is not None:
+            violation = policy_violation(
+                spec.policy.require_version_tags if spec.policy else None, version.tags, version.version
+            )
+            if violation:
+                return await self._finish(
+                    Outcome(
+                        ready=False,
+                        reason=Reason.POLICY_VIOLATION,
+                        message=violation,
+                        stalled=True,
+                        keep_resolution=True,
+                    ),
+                    delay=self.refresh_s,
+                )
+        if spec.version is None and target is not None and version is None:
+            return await self._finish(
+                Outcome(
+                    ready=False,
+                    reason=Reason.VERSION_NOT_FOUND,
+                    message=f"alias {spec.alias!r} points at version {target}, which no longer exists in "
+                    "MLflow; pods keep the last good prompt",
+                    keep_resolution=True,
+                ),
+                delay=self.refresh_s,
+            )
+        configmap = None
+        if version is not None and spec.projection.enabled:
+            try:
+                cm_body = self._configmap(version, plan)
+            except ProjectionError as exc:
+                return await self._finish(
+                    Outcome(
+                        ready=False,
+                        reason=Reason.PROJECTION_TOO_LARGE,
+                        message=str(exc),
+                        stalled=True,
+                        keep_resolution=True,
+                    ),
+                    delay=self.refresh_s,
+                )
+            configmap = cm_body["metadata"]["name"]
+        else:
+            cm_body = None
+        await self._write_mlflow(client, known, plan, state)
+        if cm_body is not None:
+            await self._apply_projection(cm_body)
+        digest = _digest(version) if version is not None else None
+        return await self._finish(
+            settled_from_plan(plan, spec, digest=digest, config_map=configmap),
+            delay=self.refresh_s * 10 if self.refresh_s else IDLE_RECHECK_S,
+            plan=plan,
+        )
+
+    def _needs_fresh_tags(self) -> bool:
+        policy = self.pa.spec.policy
+        return bool(policy and policy.require_version_tags)
+
+    async def _write_mlflow(
+        self, client: MlflowRegistry, known: KnownRegistry, plan: AliasPlan, state: PromptState | None
+    ) -> None:
+        spec = self.pa.spec
+        if plan.claim and state is not None:
+            await client.set_prompt_tag(spec.prompt, owner_tag_key(spec.alias), self.me.to_tag())
+        if plan.write_version is not None:
+            await client.set_alias(spec.prompt, spec.alias, plan.write_version)
+            if state is not None:
+                aliases = {**state.aliases, spec.alias: plan.write_version}
+                tags = dict(state.tags)
+                if plan.claim:
+                    tags[owner_tag_key(spec.alias)] = self.me.to_tag()
+                updated = PromptState(
+                    state.name, aliases, tags, state.is_prompt, state.description, state.latest_version
+                )
+                self.world.snapshots[(known.endpoint, spec.prompt)] = Snapshot(updated, time.monotonic())
+        if plan.release:
+            await client.delete_prompt_tag(spec.prompt, owner_tag_key(spec.alias))
+        if _rollback_request(self.meta) is not None:
+            # A one-shot request (like Argo CD's refresh annotation): handled, so remove it.
+            await self.world.kube.patch_annotations(
+                PLURAL, self.namespace, self.name, {ROLLBACK_ANNOTATION: None}
+            )
+
+    def _configmap(self, version: PromptVersion, plan: AliasPlan) -> dict[str, Any]:
+        spec = self.pa.spec
+        updated = (
+            plan.history.time
+            if plan.history is not None
+            else (self.pa.status.history[-1].time if self.pa.status.history else version.created_at)
+        )
+        document = render_projection(
+            name=spec.prompt,
+            alias=spec.alias,
+            version=version.version,
+            template=version.template,
+            response_format=version.response_format,
+            model_config=version.model_config,
+            tags={k: v for k, v in version.tags.items() if not k.startswith(INTERNAL_TAG_PREFIX)},
+            updated=updated,
+        )
+        return build_configmap(self.namespace, self.name, self.uid, document)
+
+    async def _apply_projection(self, cm_body: Mapping[str, Any]) -> None:
+        wanted = cm_body["metadata"]["annotations"]["promptalias.io/content-hash"]
+        if self.world.projection_hashes.get(self.uid) == wanted:
+            return
+        existing = await self.world.kube.read_configmap_annotations(
+            self.namespace, cm_body["metadata"]["name"]
+        )
+        if existing is None or existing.get("promptalias.io/content-hash") != wanted:
+            await self.world.kube.apply_configmap(cm_body)
+        self.world.projection_hashes[self.uid] = wanted
+
+    # ---- finishing -----------------------------------------------------------------------------
+
+    async def _unavailable(self, message: str) -> PassResult:
+        delay = min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6))
+        result = await self._finish(
+            Outcome(
+                ready=False,
+                reason=Reason.REGISTRY_UNAVAILABLE,
+                message=f"{message}; retrying in {delay:.0f}s (pods keep the last good prompt)",
+                reconciling=True,
+                keep_resolution=True,
+            ),
+            delay=delay,
+        )
+        result.transient_failure = True
+        return result
+
+    async def _finish(self, outcome: Outcome, *, delay: float, plan: AliasPlan | None = None) -> PassResult:
+        old = self.pa.status
+        new = settle(old, outcome, spec=self.pa.spec, generation=self.generation, now=self.now)
+        old_dict = old.to_dict()
+        new_dict = new.to_dict()
+        if _differs(old_dict, new_dict, self.refresh_s):
+            try:
+                await self.world.kube.patch_status(
+                    PLURAL, self.namespace, self.name, _with_nulls(old_dict, new_dict)
+                )
+            except KubeError as exc:
+                log.warning("could not write status of %s/%s: %s", self.namespace, self.name, exc)
+                return PassResult(
+                    delay=min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6)), transient_failure=True
+                )
+        self._events(old, outcome)
+        return PassResult(delay=delay)
+
+    @property
+    def _event_body(self) -> kopf.Body:
+        # kopf only reads apiVersion, kind and metadata to build the Event's involvedObject.
+        return cast(kopf.Body, self.body)
+
+    def _events(self, old: Any, outcome: Outcome) -> None:
+        if outcome.history is not None:
+            entry = outcome.history
+            kopf.event(self._event_body, type="Normal", reason=str(entry.reason), message=entry.message or "")
+        previous = find_condition(old.conditions, ConditionType.READY)
+        if previous is None or previous.reason != outcome.reason or previous.message != outcome.message:
+            if not outcome.ready:
+                kopf.event(
+                    self._event_body, type="Warning", reason=str(outcome.reason), message=outcome.message
+                )
+            elif previous is not None and previous.reason != outcome.reason:
+                kopf.event(
+                    self._event_body, type="Normal", reason=str(outcome.reason), message=outcome.message
+                )
+
+
+def _digest(version: PromptVersion) -> str:
+    from promptalias.projection.render import template_digest
+
+    return template_digest(version.template)
+
+
+def _differs(old: Mapping[str, Any], new: Mapping[str, Any], refresh_s: float) -> bool:
+    """Write status when anything but lastSyncTime changed, or lastSyncTime is older than a refresh."""
+
+    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in status.items() if k != "lastSyncTime"}
+
+    if strip(old) != strip(new):
+        return True
+    old_sync, new_sync = old.get("lastSyncTime"), new.get("lastSyncTime")
+    if old_sync == new_sync:
+        return False
+    if old_sync is None or new_sync is None:
+        return True
+    elapsed = (datetime.fromisoformat(str(new_sync)) - datetime.fromisoformat(str(old_sync))).total_seconds()
+    return elapsed >= max(refresh_s, 1.0)
+
+
+def _with_nulls(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch that also removes fields present before and gone now."""
+    patch: dict[str, Any] = dict(new)
+    for key in old:
+        if key not in new:
+            patch[key] = None
+    return patch

@@ -1,0 +1,230 @@
+"""kopf wiring for PromptAlias: raw events feed the claim table and poke workers; a daemon per
+object reconciles serially; a finalizer applies the deletion policy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from promptalias.api.conditions import Reason
+from promptalias.api.promptalias import DeletionPolicy, PromptAlias
+from promptalias.api.types import GROUP, VERSION
+from promptalias.handlers.alias_reconciler import AliasPass
+from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
+from promptalias.kube import KubeError, NotFound
+from promptalias.reconcile.ownership import Owner, owner_tag_key
+from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
+from promptalias.registry import RegistryError, RegistryUnavailable
+
+log = logging.getLogger(__name__)
+
+ABANDON_ANNOTATION = "promptalias.io/abandon-alias"
+DELETION_TIMEOUT_S = 300.0
+
+
+class _Retry(Exception):  # noqa: N818
+    """The pass could not start (the object could not be read); try again after a backoff."""
+
+
+def _entry(body: Mapping[str, Any]) -> AliasEntry | None:
+    meta = body.get("metadata", {})
+    spec = body.get("spec", {})
+    try:
+        ref = PromptAlias.from_body(body).spec.registry_ref
+    except ValueError:
+        return None
+    created = meta.get("creationTimestamp") or datetime.now(UTC).isoformat()
+    return AliasEntry(
+        uid=str(meta.get("uid")),
+        namespace=str(meta.get("namespace")),
+        name=str(meta.get("name")),
+        registry=registry_key(ref, str(meta.get("namespace"))),
+        prompt=str(spec.get("prompt")),
+        alias=str(spec.get("alias")),
+        created=datetime.fromisoformat(str(created).replace("Z", "+00:00")),
+        writes=spec.get("version") is not None,
+        deleting=meta.get("deletionTimestamp") is not None,
+    )
+
+
+@kopf.on.event(GROUP, VERSION, PromptAlias.PLURAL)
+async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the claim table current; wake the worker on spec changes and rivals on a release."""
+    world: World = memo.world
+    body = event["object"]
+    uid = str(body.get("metadata", {}).get("uid"))
+    before = world.aliases.get(uid)
+    if event["type"] == "DELETED":
+        world.aliases.pop(uid, None)
+        world.workers.pop(uid, None)
+        world.projection_hashes.pop(uid, None)
+        now = None
+    else:
+        now = _entry(body)
+        if now is not None:
+            world.aliases[uid] = now
+    # A change of writer or a departure can hand the alias to a rival: let them re-check.
+    if before is not None and (now is None or now.deleting != before.deleting or now.writes != before.writes):
+        rivals = world.uids_where(prompt=before.prompt, alias=before.alias)
+        world.poke([u for u in rivals if u != uid], fresh=True)
+    if now is not None and before is None:
+        rivals = world.uids_where(prompt=now.prompt, alias=now.alias)
+        world.poke([u for u in rivals if u != uid], fresh=True)
+    if now is not None and event["type"] != "DELETED":
+        meta = body.get("metadata", {})
+        status = body.get("status") or {}
+        spec_changed = status.get("observedGeneration") != meta.get("generation")
+        wants_rollback = "promptalias.io/rollback-to" in (meta.get("annotations") or {})
+        if spec_changed or wants_rollback:
+            world.worker(uid).poke(fresh=True)
+
+
+@kopf.daemon(GROUP, VERSION, PromptAlias.PLURAL, cancellation_timeout=10.0)
+async def alias_worker(
+    body: kopf.Body, uid: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
+) -> None:
+    """Reconcile one PromptAlias whenever poked (spec change, MLflow change, rival left) or due."""
+    world: World = memo.world
+    key = str(uid)
+    worker = world.worker(key)
+    failures = 0
+    while not stopped:
+        fresh, worker.fresh = worker.fresh, False
+        worker.wake.clear()
+        try:
+            # A quorum read, not kopf's live body: the body may not show our own last status write
+            # yet, and deciding on a stale status would record a move twice.
+            meta = body.get("metadata", {})
+            snapshot = await world.kube.get_custom(
+                PromptAlias.PLURAL, meta.get("namespace"), str(meta.get("name"))
+            )
+        except NotFound:
+            return
+        except KubeError as exc:
+            log.warning("cannot read PromptAlias %s: %s", key, exc)
+            snapshot = None
+        if snapshot is not None and snapshot.get("metadata", {}).get("deletionTimestamp"):
+            return
+        try:
+            if snapshot is None:
+                raise _Retry
+            result = await AliasPass(world, snapshot, fresh=fresh, failures=failures).run()
+            failures = failures + 1 if result.transient_failure else 0
+            delay = result.delay
+        except asyncio.CancelledError:
+            raise
+        except _Retry:
+            failures += 1
+            delay = min(60.0, 2.0**failures)
+        except Exception:
+            log.exception("reconcile of PromptAlias %s failed unexpectedly", key)
+            failures += 1
+            delay = min(60.0, 2.0**failures)
+            worker.fresh = True
+        if worker.wake.is_set():
+            continue
+        waiter = asyncio.ensure_future(worker.wake.wait())
+        stopper = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, stopper):
+                task.cancel()
+        if not worker.wake.is_set():
+            worker.fresh = worker.fresh or failures > 0
+
+
+@kopf.on.delete(GROUP, VERSION, PromptAlias.PLURAL)
+async def alias_deleted(
+    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, patch: kopf.Patch, retry: int, **_: Any
+) -> None:
+    """Apply deletionPolicy; never hang for ever when the registry is gone."""
+    world: World = memo.world
+    pa = PromptAlias.from_body(body)
+    spec = pa.spec
+    namespace = str(meta.get("namespace"))
+    if (meta.get("annotations") or {}).get(ABANDON_ANNOTATION) == "true":
+        kopf.event(
+            body,
+            type="Warning",
+            reason="AliasAbandoned",
+            message=f"{ABANDON_ANNOTATION}=true: MLflow alias {spec.uri} left as it is",
+        )
+        return
+    known = resolve_registry(spec.registry_ref, namespace, world.namespaces.get(namespace), world.registries)
+    if isinstance(known, Unresolved):
+        kopf.event(
+            body,
+            type="Warning",
+            reason="AliasLeftInMLflow",
+            message=f"registry unavailable ({known.message}); MLflow alias {spec.uri} was not touched",
+        )
+        return
+    me = Owner(world.cluster, namespace, str(meta.get("name")))
+    try:
+        client = await world.client(known)
+        state = await client.get_prompt(spec.prompt)
+        mark = Owner.from_tag(state.tags.get(owner_tag_key(spec.alias)))
+        ours = mark is None or mark == me
+        if spec.deletion_policy == DeletionPolicy.DELETE and spec.version is not None and ours:
+            current = state.aliases.get(spec.alias)
+            if current is not None and current == pa.status.resolved_version:
+                await client.delete_alias(spec.prompt, spec.alias)
+                kopf.event(
+                    body,
+                    type="Normal",
+                    reason="AliasDeleted",
+                    message=f"deletionPolicy Delete: removed {spec.uri} (was version {current})",
+                )
+            else:
+                kopf.event(
+                    body,
+                    type="Normal",
+                    reason="AliasKept",
+                    message=f"deletionPolicy Delete: {spec.uri} points at {current}, not our version "
+                    f"{pa.status.resolved_version}; left as it is",
+                )
+        if mark == me:
+            await client.delete_prompt_tag(spec.prompt, owner_tag_key(spec.alias))
+    except (InvalidRegistryConfig, RegistryError) as exc:
+        elapsed = _since_deletion(meta)
+        transient = isinstance(exc, RegistryUnavailable)
+        if elapsed < DELETION_TIMEOUT_S and transient:
+            patch.status["conditions"] = [_deleting_condition(str(exc), retry)]
+            raise kopf.TemporaryError(
+                f"cannot reach MLflow to apply deletionPolicy ({exc}); retrying. To delete without touching "
+                f"MLflow: kubectl annotate promptalias {meta.get('name')} {ABANDON_ANNOTATION}=true",
+                delay=min(30.0, 2.0 ** min(retry, 5)),
+            ) from None
+        kopf.event(
+            body,
+            type="Warning",
+            reason="AliasLeftInMLflow",
+            message=f"gave up applying deletionPolicy after {elapsed:.0f}s: {exc}; {spec.uri} left as it is",
+        )
+    finally:
+        world.projection_hashes.pop(str(meta.get("uid")), None)
+
+
+def _since_deletion(meta: Mapping[str, Any]) -> float:
+    stamp = meta.get("deletionTimestamp")
+    if not stamp:
+        return 0.0
+    started = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return (datetime.now(UTC) - started).total_seconds()
+
+
+def _deleting_condition(message: str, retry: int) -> dict[str, Any]:
+    return {
+        "type": "Ready",
+        "status": "False",
+        "reason": str(Reason.DELETING),
+        "message": f"deleting: {message} (attempt {retry + 1}); "
+        f"to skip MLflow: annotate {ABANDON_ANNOTATION}=true",
+        "lastTransitionTime": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+    }

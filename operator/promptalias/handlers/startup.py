@@ -1,0 +1,81 @@
+"""Operator start-up and shutdown: kopf settings, shared state, and a preload of the world.
+
+The preload matters for correctness: before any worker decides who holds an alias, every
+PromptAlias and registry must be known, or a younger resource could write during start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from promptalias.api.promptalias import PromptAlias, RegistryKind
+from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
+from promptalias.handlers.aliases import _entry
+from promptalias.handlers.registries import _known
+from promptalias.handlers.state import World
+from promptalias.kube import Kube
+
+log = logging.getLogger(__name__)
+
+PREFIX = "promptalias.io"
+# Set by `promptalias operator`: which namespaces are watched (empty: all) and the cluster id.
+WATCHED_NAMESPACES_ENV = "PROMPTALIAS_WATCH_NAMESPACES"
+CLUSTER_ID_ENV = "PROMPTALIAS_CLUSTER_ID"
+
+
+def _watched() -> list[str]:
+    raw = os.environ.get(WATCHED_NAMESPACES_ENV, "")
+    return [ns for ns in raw.split(",") if ns]
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    # Events are posted explicitly (one per transition); log lines never become Events.
+    settings.posting.level = logging.CRITICAL + 10
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    kube = Kube.from_environment()
+    cluster = os.environ.get(CLUSTER_ID_ENV) or await kube.cluster_uid()
+    world = World(kube, cluster)
+    memo.world = world
+    await _preload(world, _watched())
+    log.info(
+        "promptalias operator ready: cluster id %s, %d PromptAliases, %d registries",
+        cluster,
+        len(world.aliases),
+        len(world.registries),
+    )
+
+
+async def _preload(world: World, namespaces: list[str]) -> None:
+    scopes: list[str | None] = list(namespaces) if namespaces else [None]
+    for scope in scopes:
+        for body in await world.kube.list_custom(PromptRegistry.PLURAL, scope):
+            if (known := _known(RegistryKind.PROMPT_REGISTRY, body)) is not None:
+                world.registries[known.key] = known
+        for body in await world.kube.list_custom(PromptAlias.PLURAL, scope):
+            if (entry := _entry(body)) is not None:
+                world.aliases[entry.uid] = entry
+    for body in await world.kube.list_custom(ClusterPromptRegistry.PLURAL, None):
+        if (known := _known(RegistryKind.CLUSTER_PROMPT_REGISTRY, body)) is not None:
+            world.registries[known.key] = known
+    world.namespaces.update(await world.kube.namespace_labels())
+
+
+@kopf.on.cleanup()
+async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    world: World | None = getattr(memo, "world", None)
+    if world is not None:
+        await world.close()
+        world.kube.close()

@@ -1,0 +1,235 @@
+"""What the operator knows between events: registries, namespaces, claims, workers, MLflow clients.
+
+Kept in kopf's `memo`, updated by raw watch events (`@kopf.on.event`), read by the per-object
+workers (`@kopf.daemon`). Everything here lives on the operator's one event loop: no locks needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from promptalias.api.registry import RegistrySpec
+from promptalias.kube import Kube, KubeError, NotFound
+from promptalias.reconcile.ownership import Claim, Owner
+from promptalias.reconcile.registry import KnownRegistry, RegistryKey
+from promptalias.registry import MlflowRegistry, PromptState, RegistryConfig
+
+log = logging.getLogger(__name__)
+
+SECRET_RECHECK_S = 30.0  # how long read credentials are trusted before the Secret is read again
+
+
+class InvalidRegistryConfig(Exception):  # noqa: N818 - reads as a condition reason
+    """The registry's Secrets or settings cannot be turned into a working client."""
+
+
+@dataclass
+class Worker:
+    """The mailbox of one PromptAlias's daemon: a poke wakes it at once."""
+
+    uid: str
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    fresh: bool = True  # the next reconcile must read MLflow directly (spec changed)
+
+    def poke(self, *, fresh: bool) -> None:
+        self.fresh = self.fresh or fresh
+        self.wake.set()
+
+
+@dataclass
+class AliasEntry:
+    """What the claim table and pokes need to know about one PromptAlias."""
+
+    uid: str
+    namespace: str
+    name: str
+    registry: RegistryKey
+    prompt: str
+    alias: str
+    created: datetime
+    writes: bool
+    deleting: bool
+
+
+@dataclass
+class Snapshot:
+    state: PromptState | None  # None: the prompt does not exist
+    fetched: float  # time.monotonic()
+
+
+@dataclass
+class _CachedClient:
+    fingerprint: tuple[object, ...]
+    client: MlflowRegistry
+    checked: float
+
+
+class World:
+    """The operator's shared, in-memory view of the cluster and MLflow."""
+
+    def __init__(self, kube: Kube, me_cluster: str) -> None:
+        self.kube = kube
+        self.cluster = me_cluster
+        self.registries: dict[RegistryKey, KnownRegistry] = {}
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self.aliases: dict[str, AliasEntry] = {}
+        self.workers: dict[str, Worker] = {}
+        self.snapshots: dict[tuple[str, str], Snapshot] = {}
+        self.projection_hashes: dict[str, str] = {}  # uid -> content hash last applied
+        self._clients: dict[RegistryKey, _CachedClient] = {}
+        self._poll_triggers: dict[str, asyncio.Event] = {}
+
+    def poll_trigger(self, endpoint: str) -> asyncio.Event:
+        """Set it to make the registry poller read its prompts now (e.g. from an MLflow webhook)."""
+        return self._poll_triggers.setdefault(endpoint, asyncio.Event())
+
+    # ---- identities and claims ------------------------------------------------------------------
+
+    def owner(self, namespace: str, name: str) -> Owner:
+        return Owner(self.cluster, namespace, name)
+
+    def endpoint(self, key: RegistryKey) -> str:
+        known = self.registries.get(key)
+        return known.endpoint if known is not None else f"unresolved:{key}"
+
+    def claims(self) -> list[Claim]:
+        return [
+            Claim(
+                endpoint=self.endpoint(entry.registry),
+                prompt=entry.prompt,
+                alias=entry.alias,
+                namespace=entry.namespace,
+                name=entry.name,
+                uid=entry.uid,
+                created=entry.created,
+                writes=entry.writes and not entry.deleting,
+            )
+            for entry in self.aliases.values()
+        ]
+
+    # ---- workers --------------------------------------------------------------------------------
+
+    def worker(self, uid: str) -> Worker:
+        if uid not in self.workers:
+            self.workers[uid] = Worker(uid)
+        return self.workers[uid]
+
+    def poke(self, uids: Iterable[str], *, fresh: bool) -> None:
+        for uid in uids:
+            if uid in self.workers:
+                self.workers[uid].poke(fresh=fresh)
+
+    def uids_where(
+        self,
+        *,
+        registry: RegistryKey | None = None,
+        endpoint: str | None = None,
+        prompt: str | None = None,
+        alias: str | None = None,
+        namespace: str | None = None,
+    ) -> list[str]:
+        found = []
+        for entry in self.aliases.values():
+            if registry is not None and entry.registry != registry:
+                continue
+            if endpoint is not None and self.endpoint(entry.registry) != endpoint:
+                continue
+            if prompt is not None and entry.prompt != prompt:
+                continue
+            if alias is not None and entry.alias != alias:
+                continue
+            if namespace is not None and entry.namespace != namespace:
+                continue
+            found.append(entry.uid)
+        return found
+
+    # ---- MLflow clients -------------------------------------------------------------------------
+
+    async def client(self, known: KnownRegistry) -> MlflowRegistry:
+        """A client for the registry, rebuilt when its spec or Secrets change (never logged)."""
+        cached = self._clients.get(known.key)
+        now = time.monotonic()
+        same_spec = cached is not None and cached.fingerprint[:2] == (known.uid, known.generation)
+        if cached is not None and same_spec and now - cached.checked < SECRET_RECHECK_S:
+            return cached.client
+        config, secret_versions = await self._config(known)
+        fingerprint = (known.uid, known.generation, *secret_versions)
+        if cached is not None and cached.fingerprint == fingerprint:
+            cached.checked = now
+            return cached.client
+        if cached is not None:
+            await cached.client.close()
+        client = MlflowRegistry(config)
+        self._clients[known.key] = _CachedClient(fingerprint, client, now)
+        return client
+
+    async def _secret_value(self, namespace: str, name: str, key: str, what: str) -> tuple[str, bytes | None]:
+        try:
+            version, data = await self.kube.read_secret(namespace, name)
+        except NotFound:
+            raise InvalidRegistryConfig(f"{what}: Secret {namespace}/{name} does not exist") from None
+        except KubeError as exc:
+            raise InvalidRegistryConfig(f"{what}: cannot read Secret {namespace}/{name} ({exc})") from None
+        return version, data.get(key)
+
+    async def _config(self, known: KnownRegistry) -> tuple[RegistryConfig, list[str]]:
+        spec: RegistrySpec = known.spec
+        default_ns = known.key.namespace
+        versions: list[str] = []
+        token = username = password = ca_data = None
+        if spec.auth is not None:
+            ref = spec.auth.secret_ref
+            namespace = ref.namespace or default_ns or ""
+            try:
+                version, data = await self.kube.read_secret(namespace, ref.name)
+            except NotFound:
+                raise InvalidRegistryConfig(f"auth Secret {namespace}/{ref.name} does not exist") from None
+            except KubeError as exc:
+                raise InvalidRegistryConfig(
+                    f"cannot read auth Secret {namespace}/{ref.name} ({exc})"
+                ) from None
+            versions.append(version)
+            if ref.token_key in data:
+                token = data[ref.token_key].decode().strip()
+            elif ref.username_key in data and ref.password_key in data:
+                username = data[ref.username_key].decode().strip()
+                password = data[ref.password_key].decode().strip()
+            else:
+                raise InvalidRegistryConfig(
+                    f"auth Secret {namespace}/{ref.name} has neither key {ref.token_key!r} nor both "
+                    f"{ref.username_key!r} and {ref.password_key!r}"
+                )
+        if spec.tls is not None and spec.tls.ca_secret_ref is not None:
+            ca_ref = spec.tls.ca_secret_ref
+            namespace = ca_ref.namespace or default_ns or ""
+            version, value = await self._secret_value(namespace, ca_ref.name, ca_ref.key, "tls.caSecretRef")
+            if value is None:
+                raise InvalidRegistryConfig(f"CA Secret {namespace}/{ca_ref.name} has no key {ca_ref.key!r}")
+            versions.append(version)
+            ca_data = value.decode()
+        from promptalias.api.duration import parse_duration
+
+        try:
+            config = RegistryConfig(
+                tracking_uri=spec.tracking_uri,
+                token=token,
+                username=username,
+                password=password,
+                ca_data=ca_data,
+                insecure_skip_verify=bool(spec.tls and spec.tls.insecure_skip_verify),
+                timeout_s=parse_duration(spec.timeout),
+                workspace=spec.workspace,
+            )
+        except ValueError as exc:
+            raise InvalidRegistryConfig(f"registry settings are unusable: {exc}") from None
+        return config, versions
+
+    async def close(self) -> None:
+        for cached in self._clients.values():
+            await cached.client.close()
+        self._clients.clear()

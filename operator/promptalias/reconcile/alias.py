@@ -1,0 +1,425 @@
+"""What to do with one PromptAlias, and the status that results.
+
+Two sources of truth (DESIGN.md): with `spec.version` set, Git owns the alias and MLflow is made to
+match; without it, MLflow owns the alias and the operator only follows (and records) its moves.
+
+`plan_alias` decides from what was observed in MLflow; `settle` turns the result of carrying out the
+plan into the next status. History entries are derived from status.resolvedVersion, not from event
+counts, so a crash and a re-run never record the same move twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from promptalias.api.conditions import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    Reason,
+    remove_condition,
+    set_condition,
+)
+from promptalias.api.promptalias import (
+    DriftPolicy,
+    HistoryEntry,
+    HistoryReason,
+    ObjectReference,
+    PromptAliasSpec,
+    PromptAliasStatus,
+)
+from promptalias.reconcile.ownership import Owner
+
+OPERATOR_ACTOR: Final = "promptalias-operator"
+MLFLOW_ACTOR: Final = "mlflow"
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A problem retrying cannot fix (kstatus Stalled)."""
+
+    reason: Reason
+    message: str
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class AliasPlan:
+    """What to write to MLflow, and what the status should say once it is written."""
+
+    write_version: int | None = None  # set the alias to this version
+    claim: bool = False  # write our owner tag before moving the alias
+    release: bool = False  # remove our owner tag (we stopped managing the alias)
+    resolved_version: int | None = None  # the alias afterwards; None: unknown or absent
+    previous_version: int | None = None
+    history: HistoryEntry | None = None
+    drifted: bool = False
+    blocked: Blocked | None = None
+    alias_missing: bool = False  # follow mode: the alias does not exist in MLflow
+
+    @property
+    def writes(self) -> bool:
+        return self.write_version is not None
+
+
+def _entry(
+    version: int, previous: int | None, reason: HistoryReason, now: datetime, actor: str | None, message: str
+) -> HistoryEntry:
+    return HistoryEntry(
+        version=version, previous_version=previous, time=now, reason=reason, actor=actor, message=message
+    )
+
+
+def plan_alias(
+    spec: PromptAliasSpec,
+    status: PromptAliasStatus,
+    *,
+    generation: int,
+    current: int | None,
+    owner_mark: Owner | None,
+    me: Owner,
+    now: datetime,
+    spec_actor: str | None = None,
+    rollback_to: int | None = None,
+) -> AliasPlan:
+    """Decide what to do, given where the MLflow alias points now (`current`, None when absent)."""
+    if spec.version is None:
+        return _plan_follow(
+            spec, status, current=current, owner_mark=owner_mark, me=me, now=now, rollback_to=rollback_to
+        )
+    desired = spec.version
+    if owner_mark is not None and owner_mark != me:
+        return AliasPlan(
+            blocked=Blocked(
+                Reason.OWNED_ELSEWHERE,
+                f"alias {spec.alias!r} of prompt {spec.prompt!r} is managed by {owner_mark} (owner tag "
+                "on the MLflow prompt); this resource will not move it. Delete the other owner's resource, "
+                "or take over explicitly with `promptalias takeover`.",
+                owner=str(owner_mark),
+            ),
+            resolved_version=current,
+        )
+    claim = owner_mark is None
+    known = status.resolved_version
+    # Has this generation been reconciled before? If so, a difference now was made outside Git.
+    seen_before = status.observed_generation == generation and known is not None
+    if current == desired:
+        history = None
+        if known != desired:
+            if known is None:
+                reason, actor, message = (
+                    HistoryReason.ADOPTED,
+                    None,
+                    f"alias already pointed at version {desired}",
+                )
+            elif seen_before:
+                reason, actor = HistoryReason.OBSERVED, MLFLOW_ACTOR
+                message = f"alias was moved back to version {desired} outside Git"
+            else:
+                reason, actor = _applied_reason(desired, status), spec_actor
+                message = f"alias moved from version {known} to {desired}"
+            history = _entry(desired, known, reason, now, actor, message)
+        previous = known if known not in (None, desired) else status.previous_version
+        return AliasPlan(claim=claim, resolved_version=desired, previous_version=previous, history=history)
+    if seen_before and spec.drift_policy == DriftPolicy.REPORT:
+        history = None
+        if current is not None and known != current:
+            history = _entry(
+                current,
+                known,
+                HistoryReason.OBSERVED,
+                now,
+                MLFLOW_ACTOR,
+                f"alias moved outside Git to version {current}; driftPolicy Report leaves it there",
+            )
+        return AliasPlan(
+            resolved_version=current,
+            previous_version=known if current is not None and known != current else status.previous_version,
+            history=history,
+            drifted=True,
+        )
+    if seen_before:
+        # Someone moved (or deleted) the alias after we set it: put it back (driftPolicy Enforce).
+        message = (
+            f"alias was moved outside Git to version {current}; moved back to {desired}"
+            if current is not None
+            else f"alias was deleted outside Git; recreated at version {desired}"
+        )
+        return AliasPlan(
+            write_version=desired,
+            claim=claim,
+            resolved_version=desired,
+            previous_version=current if current is not None else status.previous_version,
+            history=_entry(desired, current, HistoryReason.DRIFT_CORRECTED, now, OPERATOR_ACTOR, message),
+        )
+    reason = _applied_reason(desired, status)
+    message = (
+        f"alias moved from version {current} to {desired}"
+        if current is not None
+        else f"alias set to {desired}"
+    )
+    return AliasPlan(
+        write_version=desired,
+        claim=claim,
+        resolved_version=desired,
+        previous_version=current if current is not None else known,
+        history=_entry(desired, current, reason, now, spec_actor, message),
+    )
+
+
+def _applied_reason(desired: int, status: PromptAliasStatus) -> HistoryReason:
+    """Returning to the version before the last move is a rollback; anything else is an apply."""
+    if status.previous_version is not None and desired == status.previous_version:
+        return HistoryReason.ROLLBACK
+    return HistoryReason.APPLIED
+
+
+def _plan_follow(
+    spec: PromptAliasSpec,
+    status: PromptAliasStatus,
+    *,
+    current: int | None,
+    owner_mark: Owner | None,
+    me: Owner,
+    now: datetime,
+    rollback_to: int | None,
+) -> AliasPlan:
+    known = status.resolved_version
+    release = owner_mark == me  # switched from pinned to follow: stop claiming the alias
+    if rollback_to is not None and current is not None and rollback_to != current:
+        return AliasPlan(
+            write_version=rollback_to,
+            release=release,
+            resolved_version=rollback_to,
+            previous_version=current,
+            history=_entry(
+                rollback_to,
+                current,
+                HistoryReason.ROLLBACK,
+                now,
+                OPERATOR_ACTOR,
+                f"rollback requested: alias moved in MLflow from version {current} to {rollback_to}",
+            ),
+        )
+    if current is None:
+        return AliasPlan(
+            release=release,
+            resolved_version=known,
+            previous_version=status.previous_version,
+            alias_missing=True,
+        )
+    history = None
+    previous = status.previous_version
+    if known != current:
+        previous = known
+        history = _entry(
+            current,
+            known,
+            HistoryReason.OBSERVED,
+            now,
+            MLFLOW_ACTOR,
+            f"alias moved in MLflow to version {current}" + (f" (was {known})" if known is not None else ""),
+        )
+    return AliasPlan(release=release, resolved_version=current, previous_version=previous, history=history)
+
+
+def policy_violation(required: Mapping[str, str] | None, tags: Mapping[str, str], version: int) -> str | None:
+    """A message naming the missing or wrong tags, or None when `tags` satisfy the policy."""
+    if not required:
+        return None
+    wrong = sorted(key for key, value in required.items() if tags.get(key) != value)
+    if not wrong:
+        return None
+    detail = ", ".join(
+        f"{key}={required[key]!r} (found {tags[key]!r})"
+        if key in tags
+        else f"{key}={required[key]!r} (missing)"
+        for key in wrong
+    )
+    return (
+        f"version {version} lacks the tags spec.policy.requireVersionTags requires: {detail}. "
+        "Tag the version in MLflow or change the policy."
+    )
+
+
+def actor_from_managed_fields(managed_fields: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """The field manager that last set spec.version (e.g. kubectl-patch, argocd-controller)."""
+    best: tuple[str, str] | None = None
+    for entry in managed_fields or ():
+        fields = entry.get("fieldsV1") or {}
+        spec = fields.get("f:spec") if isinstance(fields, Mapping) else None
+        if not isinstance(spec, Mapping) or "f:version" not in spec:
+            continue
+        stamp = str(entry.get("time") or "")
+        manager = str(entry.get("manager") or "unknown")
+        if best is None or stamp >= best[0]:
+            best = (stamp, manager)
+    return best[1] if best else None
+
+
+# ---- status ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a reconcile attempt ended; `settle` turns it into the next status."""
+
+    ready: bool
+    reason: Reason
+    message: str
+    stalled: bool = False
+    reconciling: bool = False
+    drifted: bool | None = None  # None: leave the Drifted condition as it was
+    resolved_version: int | None = None
+    previous_version: int | None = None
+    history: HistoryEntry | None = None
+    template_digest: str | None = None
+    config_map: str | None = None
+    owner: str | None = None
+    synced: bool = False  # MLflow (and the projection) confirmed: update lastSyncTime
+    keep_resolution: bool = False  # a failure: keep resolvedVersion & co. as they were
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _condition(
+    type_: ConditionType, status: bool, reason: Reason, message: str, now: datetime, generation: int
+) -> Condition:
+    return Condition(
+        type=type_,
+        status=ConditionStatus.TRUE if status else ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        last_transition_time=now,
+        observed_generation=generation,
+    )
+
+
+def settle(
+    status: PromptAliasStatus,
+    outcome: Outcome,
+    *,
+    spec: PromptAliasSpec,
+    generation: int,
+    now: datetime,
+) -> PromptAliasStatus:
+    """The next status: conditions with kstatus semantics, resolution fields and bounded history."""
+    conditions = list(status.conditions)
+    conditions = set_condition(
+        conditions,
+        _condition(ConditionType.READY, outcome.ready, outcome.reason, outcome.message, now, generation),
+    )
+    if outcome.stalled:
+        conditions = set_condition(
+            conditions,
+            _condition(ConditionType.STALLED, True, outcome.reason, outcome.message, now, generation),
+        )
+    else:
+        conditions = remove_condition(conditions, ConditionType.STALLED)
+    if outcome.reconciling:
+        conditions = set_condition(
+            conditions,
+            _condition(ConditionType.RECONCILING, True, Reason.PROGRESSING, outcome.message, now, generation),
+        )
+    else:
+        conditions = remove_condition(conditions, ConditionType.RECONCILING)
+    if outcome.drifted is not None:
+        drift_message = (
+            f"the MLflow alias points at version {outcome.resolved_version}, not spec.version {spec.version}"
+            if outcome.drifted
+            else "the MLflow alias points where the spec says"
+        )
+        drift_reason = Reason.DRIFT_DETECTED if outcome.drifted else Reason.SYNCED
+        conditions = set_condition(
+            conditions,
+            _condition(ConditionType.DRIFTED, outcome.drifted, drift_reason, drift_message, now, generation),
+        )
+    update: dict[str, Any] = {
+        "observed_generation": generation,
+        "conditions": conditions,
+        "owner": outcome.owner,
+    }
+    if not outcome.keep_resolution:
+        update.update(
+            resolved_version=outcome.resolved_version,
+            previous_version=outcome.previous_version,
+            uri=spec.uri,
+        )
+        if outcome.template_digest is not None:
+            update["template_digest"] = outcome.template_digest
+        update["config_map_ref"] = ObjectReference(name=outcome.config_map) if outcome.config_map else None
+    if outcome.synced:
+        update["last_sync_time"] = now
+    if outcome.history is not None:
+        history = [*status.history, outcome.history]
+        update["history"] = history[-spec.history_limit :]
+    elif len(status.history) > spec.history_limit:
+        update["history"] = status.history[-spec.history_limit :]
+    return status.model_copy(update=update)
+
+
+def settled_from_plan(
+    plan: AliasPlan,
+    spec: PromptAliasSpec,
+    *,
+    digest: str | None,
+    config_map: str | None,
+    owner: str | None = None,
+) -> Outcome:
+    """The outcome of a plan whose writes all succeeded."""
+    if plan.alias_missing:
+        return Outcome(
+            ready=False,
+            reason=Reason.ALIAS_NOT_FOUND,
+            message=(
+                f"alias {spec.alias!r} of prompt {spec.prompt!r} does not exist in MLflow; the operator "
+                "follows it and never creates it (set it in MLflow, or set spec.version)"
+                + (
+                    f"; pods keep version {plan.resolved_version}"
+                    if plan.resolved_version is not None
+                    else ""
+                )
+            ),
+            resolved_version=plan.resolved_version,
+            previous_version=plan.previous_version,
+            template_digest=digest,
+            config_map=config_map,
+        )
+    if plan.drifted:
+        where = f"version {plan.resolved_version}" if plan.resolved_version is not None else "nothing"
+        return Outcome(
+            ready=False,
+            reason=Reason.DRIFT_DETECTED,
+            message=(
+                f"alias was moved outside Git and points at {where}, not {spec.version}; driftPolicy is "
+                "Report, so it is left there"
+            ),
+            drifted=True,
+            resolved_version=plan.resolved_version,
+            previous_version=plan.previous_version,
+            history=plan.history,
+            template_digest=digest,
+            config_map=config_map,
+            synced=True,
+        )
+    following = spec.version is None
+    message = (
+        f"following MLflow: {spec.uri} is version {plan.resolved_version}"
+        if following
+        else f"{spec.uri} points at version {plan.resolved_version}"
+    )
+    return Outcome(
+        ready=True,
+        reason=Reason.SYNCED,
+        message=message,
+        drifted=None if following else False,
+        resolved_version=plan.resolved_version,
+        previous_version=plan.previous_version,
+        history=plan.history,
+        template_digest=digest,
+        config_map=config_map,
+        owner=owner,
+        synced=True,
+    )

@@ -1,0 +1,73 @@
+"""Which registry a PromptAlias uses, and whether it may: pure resolution over known registries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from promptalias.api.promptalias import RegistryKind, RegistryRef
+from promptalias.api.registry import ClusterPromptRegistrySpec, RegistrySpec
+
+
+@dataclass(frozen=True)
+class RegistryKey:
+    """Identifies a registry object: (kind, namespace or None for cluster scope, name)."""
+
+    kind: RegistryKind
+    namespace: str | None
+    name: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+
+@dataclass(frozen=True)
+class KnownRegistry:
+    key: RegistryKey
+    spec: RegistrySpec
+    uid: str
+    generation: int
+
+    @property
+    def endpoint(self) -> str:
+        """Two registry objects with the same endpoint are the same MLflow (for conflicts)."""
+        base = self.spec.tracking_uri.rstrip("/")
+        return f"{base}#{self.spec.workspace}" if self.spec.workspace else base
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    message: str
+
+
+def registry_key(ref: RegistryRef, namespace: str) -> RegistryKey:
+    if ref.kind == RegistryKind.CLUSTER_PROMPT_REGISTRY:
+        return RegistryKey(ref.kind, None, ref.name)
+    return RegistryKey(ref.kind, namespace, ref.name)
+
+
+def resolve_registry(
+    ref: RegistryRef,
+    namespace: str,
+    namespace_labels: Mapping[str, str] | None,
+    registries: Mapping[RegistryKey, KnownRegistry],
+) -> KnownRegistry | Unresolved:
+    """The registry `ref` names, or why it cannot be used from `namespace`."""
+    key = registry_key(ref, namespace)
+    found = registries.get(key)
+    if found is None:
+        where = "cluster-scoped" if key.namespace is None else f"in namespace {namespace}"
+        return Unresolved(
+            f"{ref.kind} {ref.name!r} does not exist ({where}); create it or fix spec.registryRef"
+        )
+    spec = found.spec
+    if isinstance(spec, ClusterPromptRegistrySpec):
+        if namespace_labels is None:
+            return Unresolved(f"namespace {namespace} is not known yet; retrying")
+        if not spec.allows_namespace(namespace, namespace_labels):
+            return Unresolved(
+                f"ClusterPromptRegistry {ref.name!r} does not allow namespace {namespace} (see its "
+                "spec.conditions); ask a cluster admin to allow it, or use a PromptRegistry"
+            )
+    return found
