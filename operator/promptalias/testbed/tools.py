@@ -237,6 +237,82 @@ def helm(kubeconfig: Path | None = None) -> Helm:
     return Helm(ensure_tools().helm, kubeconfig)
 
 
+def kstatus(obj: Mapping[str, Any], tools: Tools | None = None) -> dict[str, Any]:
+    """What sigs.k8s.io/cli-utils' kstatus (Flux's readiness logic) computes for `obj`:
+    {"status": "Current" | "InProgress" | "Failed" | "Terminating" | ..., "message", "conditions"}."""
+    program = (tools or ensure_tools()).kstatus
+    result = subprocess.run(
+        [str(program)], input=json.dumps(obj), capture_output=True, text=True, timeout=30, check=False
+    )
+    if result.returncode != 0:
+        raise TestbedError("kstatus", result.stderr.strip() or f"exit {result.returncode}")
+    computed: dict[str, Any] = json.loads(result.stdout)
+    return computed
+
+
+# Argo CD runs health.lua in gopher-lua (Lua 5.1) and, for custom checks, opens only the base,
+# table and package libraries plus a "safe" os (time, date, clock): no string, math, io or debug.
+# Without the string library gopher-lua strings have no methods either, so the metatable goes too.
+_ARGO_SANDBOX = """
+local script, name = ...
+local safe_os = {time = os.time, date = os.date, clock = os.clock}
+local env = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+  print = print, rawequal = rawequal, rawget = rawget, rawset = rawset, select = select,
+  setmetatable = setmetatable, getmetatable = getmetatable, tonumber = tonumber,
+  tostring = tostring, type = type, unpack = unpack, xpcall = xpcall, _VERSION = _VERSION,
+  table = table, os = safe_os,
+}
+env._G = env
+debug.setmetatable("", nil)
+local chunk, err = loadstring(script, "=" .. name)
+if chunk == nil then error(err) end
+setfenv(chunk, env)
+return function(obj)
+  env.obj = obj
+  return chunk()
+end
+"""
+ARGO_HEALTH_STATUSES = frozenset({"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"})
+
+
+class ArgoHealth:
+    """Runs one Argo CD health.lua the way Argo CD does, in a real Lua 5.1 (lupa, a dev dependency)."""
+
+    def __init__(self, script: Path) -> None:
+        import lupa.lua51  # type: ignore[import-untyped]  # no stubs; the Lua side is untyped anyway
+
+        self._lupa: Any = lupa.lua51
+        self._lua: Any = lupa.lua51.LuaRuntime(unpack_returned_tuples=True, register_eval=False)
+        self._run: Any = self._lua.execute(_ARGO_SANDBOX, script.read_text(), script.as_posix())
+
+    @property
+    def error(self) -> type[Exception]:
+        """The exception a failing script raises."""
+        error: type[Exception] = self._lupa.LuaError
+        return error
+
+    def _table(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return self._lua.table_from({k: self._table(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return self._lua.table_from([self._table(v) for v in value])
+        return value
+
+    def __call__(self, obj: Mapping[str, Any]) -> dict[str, str]:
+        # Argo CD hands the script the object as decoded JSON: timestamps are strings, numbers doubles.
+        plain = json.loads(json.dumps(obj, default=str))
+        result = self._run(self._table(plain))
+        if self._lupa.lua_type(result) != "table":
+            raise TestbedError(
+                "argo cd health", f"health.lua returned {self._lupa.lua_type(result)}, not a table"
+            )
+        status = {str(k): str(v) for k, v in result.items()}
+        if status.get("status") not in ARGO_HEALTH_STATUSES:  # what Argo CD does with it
+            return {"status": "Unknown", "message": "Lua returned an invalid health status"}
+        return status
+
+
 def main() -> int:
     try:
         tools = ensure_tools()
