@@ -10,6 +10,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+from kit import OperatorProcess, apply_yaml, condition, wait_for
 from promptalias.testbed import MlflowServer, Testbed
 
 
@@ -80,3 +82,54 @@ def mlflow_client(testbed: Testbed) -> Any:
 def basic_auth_mlflow(testbed: Testbed) -> MlflowServer:
     """A second MLflow server with `--app-name basic-auth`; admin user `admin`, `.admin_password`."""
     return testbed.start_extra_mlflow(basic_auth=True)
+
+
+# ---- the operator as a real process ---------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def crds(testbed: Testbed) -> Path:
+    """The CRDs from crds/ installed (server-side apply) and Established."""
+    crd_dir = REPO / "crds"
+    testbed.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=promptalias-tests", "-f", str(crd_dir)
+    )
+    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd_dir))
+    return crd_dir
+
+
+@pytest.fixture(scope="session")
+def operator_process(
+    testbed: Testbed, crds: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """`promptalias operator` running out of cluster against the testbed (one per session)."""
+    proc = OperatorProcess(testbed, tmp_path_factory.mktemp("operator") / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def registry(testbed: Testbed, namespace: str, operator_process: OperatorProcess) -> str:
+    """A PromptRegistry named `mlflow` in the test namespace (refreshInterval 2s), Ready."""
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: mlflow, namespace: {namespace}}}
+spec:
+  trackingUri: {testbed.mlflow_uri}
+  refreshInterval: 2s
+""",
+    )
+    wait_for(
+        lambda: condition(testbed, "promptregistry", namespace, "mlflow", "Ready") == "True",
+        30,
+        "the PromptRegistry to become Ready",
+    )
+    return "mlflow"

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 PLURAL = PromptAlias.PLURAL
 ROLLBACK_ANNOTATION = "promptalias.io/rollback-to"
+TAKEOVER_ANNOTATION = "promptalias.io/takeover"
 MAX_BACKOFF_S = 60.0
 IDLE_RECHECK_S = 600.0  # safety net; the registry poller wakes workers when MLflow changes
 INTERNAL_TAG_PREFIX = "promptalias.io/"
@@ -69,6 +70,10 @@ class PassResult:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _takeover_requested(meta: Mapping[str, Any]) -> bool:
+    return (meta.get("annotations") or {}).get(TAKEOVER_ANNOTATION) == "true"
 
 
 def _rollback_request(meta: Mapping[str, Any]) -> int | None:
@@ -215,6 +220,7 @@ class AliasPass:
             now=self.now,
             spec_actor=actor_from_managed_fields(self.meta.get("managedFields")),
             rollback_to=_rollback_request(self.meta),
+            takeover=_takeover_requested(self.meta),
         )
         if plan.blocked is not None:
             return await self._finish(
@@ -349,6 +355,7 @@ class AliasPass:
             model_config=version.model_config,
             tags={k: v for k, v in version.tags.items() if not k.startswith(INTERNAL_TAG_PREFIX)},
             updated=updated,
+            experiment=self.world.experiment_projection(self.namespace, self.name),
         )
         return build_configmap(self.namespace, self.name, self.uid, document)
 

@@ -79,8 +79,9 @@ async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         meta = body.get("metadata", {})
         status = body.get("status") or {}
         spec_changed = status.get("observedGeneration") != meta.get("generation")
-        wants_rollback = "promptalias.io/rollback-to" in (meta.get("annotations") or {})
-        if spec_changed or wants_rollback:
+        requests = {"promptalias.io/rollback-to", "promptalias.io/takeover"}
+        wants_action = bool(requests & set(meta.get("annotations") or {}))
+        if spec_changed or wants_action:
             world.worker(uid).poke(fresh=True)
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from promptalias.api.registry import RegistrySpec
 from promptalias.kube import Kube, KubeError, NotFound
@@ -83,6 +84,16 @@ class World:
         self.projection_hashes: dict[str, str] = {}  # uid -> content hash last applied
         self._clients: dict[RegistryKey, _CachedClient] = {}
         self._poll_triggers: dict[str, asyncio.Event] = {}
+        # (namespace, baseline PromptAlias name) -> experiment block for its projection
+        self.experiments: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def experiment_projection(self, namespace: str, alias_name: str) -> dict[str, Any] | None:
+        """The `experiment` block to project with a baseline PromptAlias (None: no experiment).
+
+        Filled by the PromptExperiment controller: {"candidate": {"alias", "version", "template",
+        "response_format"?, "model_config"?}, "weight": 0-100, "key": str}.
+        """
+        return self.experiments.get((namespace, alias_name))
 
     def poll_trigger(self, endpoint: str) -> asyncio.Event:
         """Set it to make the registry poller read its prompts now (e.g. from an MLflow webhook)."""

@@ -11,7 +11,7 @@ counts, so a crash and a re-run never record the same move twice.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -59,6 +59,7 @@ class AliasPlan:
     drifted: bool = False
     blocked: Blocked | None = None
     alias_missing: bool = False  # follow mode: the alias does not exist in MLflow
+    took_over: str | None = None  # the audit note when this plan claims an alias from another owner
 
     @property
     def writes(self) -> bool:
@@ -84,13 +85,54 @@ def plan_alias(
     now: datetime,
     spec_actor: str | None = None,
     rollback_to: int | None = None,
+    takeover: bool = False,
 ) -> AliasPlan:
-    """Decide what to do, given where the MLflow alias points now (`current`, None when absent)."""
+    """Decide what to do, given where the MLflow alias points now (`current`, None when absent).
+
+    `takeover` (pinned mode) claims an alias whose MLflow owner tag names someone else.
+    """
     if spec.version is None:
         return _plan_follow(
             spec, status, current=current, owner_mark=owner_mark, me=me, now=now, rollback_to=rollback_to
         )
+    if takeover and spec.version is not None and owner_mark is not None and owner_mark != me:
+        # An explicit, audited takeover: claim the alias from its previous owner.
+        plan = _plan_pinned(
+            spec,
+            status,
+            generation=generation,
+            current=current,
+            owner_mark=None,
+            me=me,
+            now=now,
+            spec_actor=spec_actor,
+        )
+        return replace(plan, claim=True, took_over=f"took over alias {spec.alias!r} from {owner_mark}")
+    return _plan_pinned(
+        spec,
+        status,
+        generation=generation,
+        current=current,
+        owner_mark=owner_mark,
+        me=me,
+        now=now,
+        spec_actor=spec_actor,
+    )
+
+
+def _plan_pinned(
+    spec: PromptAliasSpec,
+    status: PromptAliasStatus,
+    *,
+    generation: int,
+    current: int | None,
+    owner_mark: Owner | None,
+    me: Owner,
+    now: datetime,
+    spec_actor: str | None,
+) -> AliasPlan:
     desired = spec.version
+    assert desired is not None
     if owner_mark is not None and owner_mark != me:
         return AliasPlan(
             blocked=Blocked(
