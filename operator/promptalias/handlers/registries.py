@@ -144,6 +144,10 @@ async def _check_registry(world: World, known: KnownRegistry, body: kopf.Body) -
         "serverVersion": server_version,
         "lastCheckTime": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     }
+    if conditions[0]["status"] == "True" and not _was_ready(previous):
+        # The registry is back (or new): wake every alias that waits on it instead of letting each
+        # sit out its own backoff.
+        world.poke(world.uids_where(registry=known.key), fresh=True)
     old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
     if (
         old_ready.get("status") != conditions[0]["status"]
@@ -160,6 +164,10 @@ async def _check_registry(world: World, known: KnownRegistry, body: kopf.Body) -
         await world.kube.patch_status(plural, known.key.namespace, known.key.name, new_status)
     except KubeError as exc:
         log.warning("could not write status of %s: %s", known.key, exc)
+
+
+def _was_ready(conditions: list[Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 async def _poll_prompts(world: World, known: KnownRegistry) -> None:

@@ -1,0 +1,457 @@
+"""The PromptAlias reconciler end to end: a real operator process, apiserver and MLflow server."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from kit import OperatorProcess, apply_yaml, condition, get_object, wait_for
+from promptalias.testbed import MlflowServer, Testbed
+
+pytestmark = pytest.mark.integration
+
+TEMPLATE = "v{n}: extract the invoice fields from {{{{text}}}}"
+
+
+def register(prompt: str, count: int, tags: dict[str, str] | None = None) -> None:
+    import mlflow.genai
+
+    for n in range(1, count + 1):
+        mlflow.genai.register_prompt(name=prompt, template=TEMPLATE.format(n=n), tags=tags or {})
+
+
+def mlflow_aliases(uri: str, prompt: str, auth: str | None = None) -> dict[str, int]:
+    request = urllib.request.Request(f"{uri}/api/2.0/mlflow/registered-models/get?name={prompt}")
+    if auth:
+        request.add_header("Authorization", auth)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        model = json.loads(response.read())["registered_model"]
+    return {a["alias"]: int(a["version"]) for a in model.get("aliases", [])}
+
+
+def mlflow_tags(uri: str, prompt: str) -> dict[str, str]:
+    with urllib.request.urlopen(f"{uri}/api/2.0/mlflow/registered-models/get?name={prompt}", timeout=5) as r:
+        model = json.loads(r.read())["registered_model"]
+    return {t["key"]: t["value"] for t in model.get("tags", [])}
+
+
+def pa_yaml(namespace: str, name: str, prompt: str, alias: str, version: int | None, **spec: Any) -> str:
+    version_line = f"\n  version: {version}" if version is not None else ""
+    registry = spec.pop("registryRef", None)
+    ref = json.dumps(registry) if registry else "{name: mlflow}"
+    extra = "".join(f"\n  {key}: {json.dumps(value)}" for key, value in spec.items())
+    return f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptAlias
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  registryRef: {ref}
+  prompt: {prompt}
+  alias: {alias}{version_line}{extra}
+"""
+
+
+def status(testbed: Testbed, namespace: str, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = get_object(testbed, "promptalias", namespace, name).get("status") or {}
+    return result
+
+
+def ready_reason(testbed: Testbed, namespace: str, name: str) -> tuple[str | None, str | None]:
+    for cond in status(testbed, namespace, name).get("conditions") or []:
+        if cond["type"] == "Ready":
+            return cond["status"], cond["reason"]
+    return None, None
+
+
+def wait_ready(
+    testbed: Testbed, namespace: str, name: str, version: int, timeout: float = 30
+) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        st = status(testbed, namespace, name)
+        ok = (
+            ready_reason(testbed, namespace, name) == ("True", "Synced")
+            and st.get("resolvedVersion") == version
+        )
+        return st if ok else None
+
+    result: dict[str, Any] = wait_for(done, timeout, f"{namespace}/{name} Ready at version {version}")
+    return result
+
+
+def wait_reason(
+    testbed: Testbed, namespace: str, name: str, reason: str, timeout: float = 30
+) -> dict[str, Any]:
+    wait_for(lambda: ready_reason(testbed, namespace, name)[1] == reason, timeout, f"{name} reason {reason}")
+    return status(testbed, namespace, name)
+
+
+def events(testbed: Testbed, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    out = json.loads(testbed.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)
+    return [
+        (e["type"], e["reason"], e.get("message", ""))
+        for e in out["items"]
+        if e["involvedObject"].get("name") == name
+    ]
+
+
+def projection(testbed: Testbed, namespace: str, name: str, prompt: str, alias: str) -> dict[str, Any]:
+    cm = get_object(testbed, "configmap", namespace, f"promptalias-{name}")
+    doc: dict[str, Any] = json.loads(cm["data"][f"{prompt}.{alias}.json"])
+    doc["_ownerReferences"] = cm["metadata"].get("ownerReferences")
+    return doc
+
+
+def test_invoice_parser_story(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    """production -> 2, apply 3, MLflow answers 3, patch back to 2 (rollback), history shows both."""
+    register(prompt_name, 4)
+    apply_yaml(testbed, pa_yaml(namespace, "parser", prompt_name, "production", 2))
+    wait_ready(testbed, namespace, "parser", 2)
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
+
+    testbed.kubectl(
+        "patch", "promptalias", "parser", "-n", namespace, "--type=merge", "-p", '{"spec":{"version":3}}'
+    )
+    wait_for(
+        lambda: mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}, 10, "MLflow to say 3"
+    )
+    assert mlflow_client.get_prompt_version_by_alias(prompt_name, "production").version == 3
+    st = wait_ready(testbed, namespace, "parser", 3)
+    assert st["previousVersion"] == 2
+
+    testbed.kubectl(
+        "patch", "promptalias", "parser", "-n", namespace, "--type=merge", "-p", '{"spec":{"version":2}}'
+    )
+    st = wait_ready(testbed, namespace, "parser", 2)
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
+    moves = [(h["reason"], h.get("previousVersion"), h["version"]) for h in st["history"]]
+    assert moves[-2:] == [("Applied", 2, 3), ("Rollback", 3, 2)]
+    assert moves[0][0] in {"Applied", "Adopted"}
+    assert all(h.get("actor") == "kubectl-patch" for h in st["history"][-2:])
+    assert st["uri"] == f"prompts:/{prompt_name}@production"
+    assert st["templateDigest"].startswith("sha256:")
+
+    doc = projection(testbed, namespace, "parser", prompt_name, "production")
+    assert doc["version"] == 2
+    assert doc["template"] == TEMPLATE.format(n=2)
+    assert doc["_ownerReferences"][0]["kind"] == "PromptAlias"
+    reasons = {reason for _, reason, _ in events(testbed, namespace, "parser")}
+    assert {"Applied", "Rollback"} <= reasons
+    printed = testbed.kubectl("get", "promptalias", "parser", "-n", namespace).stdout
+    assert "production" in printed
+    assert "True" in printed
+
+
+def test_missing_version_is_stalled_then_recovers(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    register(prompt_name, 1)
+    apply_yaml(testbed, pa_yaml(namespace, "ahead", prompt_name, "production", 2))
+    st = wait_reason(testbed, namespace, "ahead", "VersionNotFound")
+    assert condition(testbed, "promptalias", namespace, "ahead", "Stalled") == "True"
+    assert "version 2" in next(c["message"] for c in st["conditions"] if c["type"] == "Ready")
+    assert "production" not in mlflow_aliases(testbed.mlflow_uri, prompt_name)
+    register_more = TEMPLATE.format(n=2)
+    import mlflow.genai
+
+    mlflow.genai.register_prompt(name=prompt_name, template=register_more)
+    wait_ready(testbed, namespace, "ahead", 2)
+    assert condition(testbed, "promptalias", namespace, "ahead", "Stalled") is None
+
+
+def test_policy_refuses_untagged_version(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    register(prompt_name, 2)
+    apply_yaml(
+        testbed,
+        pa_yaml(
+            namespace,
+            "guarded",
+            prompt_name,
+            "production",
+            2,
+            policy={"requireVersionTags": {"approved": "true"}},
+        ),
+    )
+    st = wait_reason(testbed, namespace, "guarded", "PolicyViolation")
+    message = next(c["message"] for c in st["conditions"] if c["type"] == "Ready")
+    assert "approved='true' (missing)" in message
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {}
+    mlflow_client.set_prompt_version_tag(prompt_name, 2, "approved", "true")
+    wait_ready(testbed, namespace, "guarded", 2)
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
+
+
+def test_conflict_oldest_wins_and_next_takes_over(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any, k8s_api: Any
+) -> None:
+    from kubernetes import client
+
+    register(prompt_name, 3)
+    apply_yaml(testbed, pa_yaml(namespace, "first", prompt_name, "production", 2))
+    wait_ready(testbed, namespace, "first", 2)
+    other = f"{namespace}-b"
+    client.CoreV1Api(k8s_api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        apply_yaml(
+            testbed,
+            f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: mlflow, namespace: {other}}}
+spec: {{trackingUri: "{testbed.mlflow_uri}", refreshInterval: 2s}}
+""",
+        )
+        apply_yaml(testbed, pa_yaml(other, "second", prompt_name, "production", 3))
+        st = wait_reason(testbed, other, "second", "Conflict")
+        assert st["owner"] == f"{namespace}/first"
+        assert condition(testbed, "promptalias", other, "second", "Stalled") == "True"
+        time.sleep(2.5)  # a drift period: the loser must never write
+        assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
+
+        testbed.kubectl("delete", "promptalias", "first", "-n", namespace, "--wait=true")
+        wait_ready(testbed, other, "second", 3)
+        assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}
+    finally:
+        client.CoreV1Api(k8s_api).delete_namespace(other)
+
+
+def test_drift_is_corrected_with_enforce(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    import mlflow.genai
+
+    register(prompt_name, 3)
+    apply_yaml(testbed, pa_yaml(namespace, "enforced", prompt_name, "production", 2))
+    wait_ready(testbed, namespace, "enforced", 2)
+    mlflow.genai.set_prompt_alias(prompt_name, alias="production", version=1)
+    wait_for(
+        lambda: any(
+            h["reason"] == "DriftCorrected" for h in status(testbed, namespace, "enforced").get("history", [])
+        ),
+        15,
+        "DriftCorrected in history",
+    )
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
+    entry = status(testbed, namespace, "enforced")["history"][-1]
+    assert (entry["reason"], entry["previousVersion"], entry["version"]) == ("DriftCorrected", 1, 2)
+    assert any(reason == "DriftCorrected" for _, reason, _ in events(testbed, namespace, "enforced"))
+
+
+def test_drift_is_reported_with_report(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    import mlflow.genai
+
+    register(prompt_name, 3)
+    apply_yaml(testbed, pa_yaml(namespace, "reported", prompt_name, "production", 2, driftPolicy="Report"))
+    wait_ready(testbed, namespace, "reported", 2)
+    mlflow.genai.set_prompt_alias(prompt_name, alias="production", version=3)
+    wait_for(
+        lambda: condition(testbed, "promptalias", namespace, "reported", "Drifted") == "True",
+        15,
+        "Drifted=True",
+    )
+    time.sleep(2.5)
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}
+    st = status(testbed, namespace, "reported")
+    assert st["resolvedVersion"] == 3
+    observed = [h for h in st["history"] if h["reason"] == "Observed"]
+    assert [(h["previousVersion"], h["version"]) for h in observed] == [(2, 3)]
+    assert ready_reason(testbed, namespace, "reported") == ("False", "DriftDetected")
+    assert condition(testbed, "promptalias", namespace, "reported", "Stalled") is None
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("Retain", True), ("Delete", False)])
+def test_deletion_policy(
+    testbed: Testbed,
+    namespace: str,
+    registry: str,
+    prompt_name: str,
+    mlflow_client: Any,
+    policy: str,
+    kept: bool,
+) -> None:
+    register(prompt_name, 2)
+    apply_yaml(testbed, pa_yaml(namespace, "doomed", prompt_name, "production", 2, deletionPolicy=policy))
+    wait_ready(testbed, namespace, "doomed", 2)
+    assert "promptalias.io/owner.production" in mlflow_tags(testbed.mlflow_uri, prompt_name)
+    testbed.kubectl("delete", "promptalias", "doomed", "-n", namespace, "--wait=true", "--timeout=60s")
+    assert ("production" in mlflow_aliases(testbed.mlflow_uri, prompt_name)) is kept
+    assert "promptalias.io/owner.production" not in mlflow_tags(testbed.mlflow_uri, prompt_name)
+    wait_for(
+        lambda: (
+            testbed.kubectl("get", "configmap", "promptalias-doomed", "-n", namespace, check=False).returncode
+            != 0
+        ),
+        30,
+        "the projection ConfigMap to be garbage-collected",
+    )
+
+
+def test_registry_outage_then_recovery(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    register(prompt_name, 3)
+    apply_yaml(testbed, pa_yaml(namespace, "resilient", prompt_name, "production", 2))
+    wait_ready(testbed, namespace, "resilient", 2)
+    testbed.mlflow.stop()
+    try:
+        testbed.kubectl(
+            "patch",
+            "promptalias",
+            "resilient",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"version":3}}',
+        )
+        st = wait_reason(testbed, namespace, "resilient", "RegistryUnavailable", timeout=20)
+        assert condition(testbed, "promptalias", namespace, "resilient", "Stalled") is None
+        assert condition(testbed, "promptalias", namespace, "resilient", "Reconciling") == "True"
+        assert st["resolvedVersion"] == 2  # the last good state is kept
+        assert projection(testbed, namespace, "resilient", prompt_name, "production")["version"] == 2
+    finally:
+        testbed.mlflow.start()
+    wait_ready(testbed, namespace, "resilient", 3, timeout=90)
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}
+    assert condition(testbed, "promptalias", namespace, "resilient", "Reconciling") is None
+
+
+def test_operator_killed_midway_converges_without_duplicate_history(
+    testbed: Testbed,
+    namespace: str,
+    registry: str,
+    prompt_name: str,
+    mlflow_client: Any,
+    operator_process: OperatorProcess,
+) -> None:
+    register(prompt_name, 3)
+    apply_yaml(testbed, pa_yaml(namespace, "survivor", prompt_name, "production", 2))
+    wait_ready(testbed, namespace, "survivor", 2)
+    testbed.kubectl(
+        "patch", "promptalias", "survivor", "-n", namespace, "--type=merge", "-p", '{"spec":{"version":3}}'
+    )
+    time.sleep(0.01)
+    operator_process.kill()
+    operator_process.start()
+    st = wait_ready(testbed, namespace, "survivor", 3)
+    time.sleep(2.5)  # let drift checks and resumed workers run
+    st = status(testbed, namespace, "survivor")
+    moves = [(h.get("previousVersion"), h["version"]) for h in st["history"]]
+    assert moves.count((2, 3)) == 1, moves
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}
+
+
+def test_credentials_never_leak(
+    testbed: Testbed,
+    namespace: str,
+    operator_process: OperatorProcess,
+    basic_auth_mlflow: MlflowServer,
+    prompt_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+
+    from promptalias.registry.testing import register_prompt_versions
+
+    password = basic_auth_mlflow.admin_password
+    assert len(password) > 8
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    register_prompt_versions(basic_auth_mlflow.uri, prompt_name, ["one {{x}}", "two {{x}}"])
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
+    testbed.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "mlflow-auth",
+        "-n",
+        namespace,
+        "--from-literal=username=admin",
+        f"--from-literal=password={password}",
+    )
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: secured, namespace: {namespace}}}
+spec:
+  trackingUri: {basic_auth_mlflow.uri}
+  refreshInterval: 2s
+  auth: {{secretRef: {{name: mlflow-auth}}}}
+---
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: wrong, namespace: {namespace}}}
+spec:
+  trackingUri: {basic_auth_mlflow.uri}
+  auth: {{secretRef: {{name: missing-secret}}}}
+""",
+    )
+    wait_for(
+        lambda: condition(testbed, "promptregistry", namespace, "secured", "Ready") == "True", 30, "Ready"
+    )
+    apply_yaml(
+        testbed, pa_yaml(namespace, "secure", prompt_name, "production", 2, registryRef={"name": "secured"})
+    )
+    apply_yaml(
+        testbed, pa_yaml(namespace, "broken", prompt_name, "staging", 1, registryRef={"name": "wrong"})
+    )
+    wait_ready(testbed, namespace, "secure", 2)
+    basic = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+    assert mlflow_aliases(basic_auth_mlflow.uri, prompt_name, auth=basic) == {"production": 2}
+    st = wait_reason(testbed, namespace, "broken", "InvalidRegistry")
+    assert "missing-secret" in next(c["message"] for c in st["conditions"] if c["type"] == "Ready")
+
+    everything = "\n".join(
+        [
+            testbed.kubectl(
+                "get", "promptalias,promptregistry,configmap,events", "-n", namespace, "-o", "yaml"
+            ).stdout,
+            operator_process.log_path.read_text(errors="replace"),
+        ]
+    )
+    encoded = base64.b64encode(password.encode()).decode()
+    assert password not in everything
+    assert encoded not in everything
+
+
+def test_cluster_registry_only_serves_selected_namespaces(
+    testbed: Testbed, namespace: str, operator_process: OperatorProcess, prompt_name: str, mlflow_client: Any
+) -> None:
+    register(prompt_name, 1)
+    cluster_registry = f"shared-{prompt_name[-8:]}"
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: ClusterPromptRegistry
+metadata: {{name: {cluster_registry}}}
+spec:
+  trackingUri: {testbed.mlflow_uri}
+  refreshInterval: 2s
+  conditions:
+  - namespaceSelector: {{matchLabels: {{team: billing}}}}
+""",
+    )
+    try:
+        ref = {"kind": "ClusterPromptRegistry", "name": cluster_registry}
+        apply_yaml(testbed, pa_yaml(namespace, "outsider", prompt_name, "production", 1, registryRef=ref))
+        st = wait_reason(testbed, namespace, "outsider", "InvalidRegistry")
+        assert "does not allow namespace" in next(
+            c["message"] for c in st["conditions"] if c["type"] == "Ready"
+        )
+        testbed.kubectl("label", "namespace", namespace, "team=billing")
+        wait_ready(testbed, namespace, "outsider", 1)
+    finally:
+        testbed.kubectl("delete", "clusterpromptregistry", cluster_registry, "--wait=false")
