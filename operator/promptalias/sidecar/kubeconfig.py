@@ -147,7 +147,7 @@ def _b64(value: Any, what: str, path: str) -> bytes | None:
     if value is None:
         return None
     try:
-        return base64.b64decode(value)
+        return base64.b64decode(value, validate=True)
     except (ValueError, TypeError) as exc:
         raise KubeConfigError(f"{path}: {what} is not valid base64") from exc
 
