@@ -52,6 +52,13 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     os.environ[WATCHED_NAMESPACES_ENV] = ",".join(args.namespace)
+    for value, env in (
+        (args.metrics_listen, "PROMPTALIAS_METRICS_LISTEN"),
+        (args.webhook_listen, "PROMPTALIAS_WEBHOOK_LISTEN"),
+        (args.webhook_url, "PROMPTALIAS_WEBHOOK_URL"),
+    ):
+        if value:
+            os.environ[env] = value
     if args.cluster_id:
         os.environ[CLUSTER_ID_ENV] = args.cluster_id
     kopf.configure(

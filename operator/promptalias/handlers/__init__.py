@@ -3,6 +3,6 @@
 Importing this package registers every handler with kopf's default registry.
 """
 
-from promptalias.handlers import aliases, registries, startup
+from promptalias.handlers import aliases, metrics, registries, startup
 
-__all__ = ["aliases", "registries", "startup"]
+__all__ = ["aliases", "metrics", "registries", "startup"]

@@ -19,6 +19,7 @@ import kopf
 from promptalias.api.conditions import ConditionType, Reason, find_condition
 from promptalias.api.duration import parse_duration
 from promptalias.api.promptalias import PromptAlias
+from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World
 from promptalias.kube import KubeError
 from promptalias.projection.render import (
@@ -322,6 +323,7 @@ class AliasPass:
             await client.set_prompt_tag(spec.prompt, owner_tag_key(spec.alias), self.me.to_tag())
         if plan.write_version is not None:
             await client.set_alias(spec.prompt, spec.alias, plan.write_version)
+            METRICS.alias_writes[str(plan.history.reason) if plan.history else "Applied"] += 1
             if state is not None:
                 aliases = {**state.aliases, spec.alias: plan.write_version}
                 tags = dict(state.tags)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from promptalias.api.conditions import Reason
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.alias_reconciler import AliasPass
+from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.ownership import Owner, owner_tag_key
@@ -114,7 +116,11 @@ async def alias_worker(
         try:
             if snapshot is None:
                 raise _Retry
+            started = time.monotonic()
             result = await AliasPass(world, snapshot, fresh=fresh, failures=failures).run()
+            METRICS.observe(
+                "PromptAlias", "retry" if result.transient_failure else "done", time.monotonic() - started
+            )
             failures = failures + 1 if result.transient_failure else 0
             delay = result.delay
         except asyncio.CancelledError:
