@@ -67,9 +67,9 @@ async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
     listen = os.environ.get(METRICS_LISTEN_ENV)
     if not listen:
         return
-    bind_host, _, port = listen.rpartition(":")
+    bind_host, _sep, port = listen.rpartition(":")
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
         return web.Response(text=METRICS.render(), content_type="text/plain", charset="utf-8")
 
     app = web.Application()
