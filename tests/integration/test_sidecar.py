@@ -145,7 +145,7 @@ def test_configmap_reaches_files_http_and_client(
 
     store = PromptStore(prompts_dir=str(prompts), sidecar_url=sidecar.url, cache_dir=None, poll_interval=0.01)
     try:
-        assert store.load("prompts:/invoice-parser/production").version == 1  # type: ignore[union-attr]
+        assert store.load("prompts:/invoice-parser/production").version == 1
 
         # A long-poll waiting on the current ETag wakes when the ConfigMap changes.
         result: dict[str, Any] = {}
@@ -211,7 +211,7 @@ def test_client_through_sidecar_http_only(
         time.sleep(0.2)  # let the client's long-poll settle on the current index
         apply(core, configmap(namespace, "summarizer", "staging", 6))
         took = wait_until(
-            lambda: store.load("prompts:/summarizer@staging").version == 6,  # type: ignore[union-attr]
+            lambda: store.load("prompts:/summarizer@staging").version == 6,
             5,
             "the long-poll refresh",
         )

@@ -65,9 +65,9 @@ def test_mlflow_fallback_reads_like_mlflow(
 
     # The alias moves in MLflow; the background refresh (run here by hand) follows.
     mlflow_client.set_prompt_alias(prompt_name, "production", 2)
-    assert store.load(f"prompts:/{prompt_name}@production").version == 1  # type: ignore[union-attr]
+    assert store.load(f"prompts:/{prompt_name}@production").version == 1
     store.refresh_fallbacks()
-    assert store.load(f"prompts:/{prompt_name}@production").version == 2  # type: ignore[union-attr]
+    assert store.load(f"prompts:/{prompt_name}@production").version == 2
 
     with pytest.raises(PromptNotFoundError) as info:
         store.load(f"prompts:/{prompt_name}@staging")
@@ -85,13 +85,13 @@ def test_mlflow_outage_serves_last_known_good(
     mlflow_client.register_prompt(name=prompt_name, template="v1 {{x}}")
     mlflow_client.set_prompt_alias(prompt_name, "production", 1)
     running = _store(testbed, tmp_path)
-    assert running.load(f"prompts:/{prompt_name}@production").version == 1  # type: ignore[union-attr]
+    assert running.load(f"prompts:/{prompt_name}@production").version == 1
 
     testbed.mlflow.stop()
     try:
         # The running app keeps serving from memory; a refresh failure changes nothing.
         running.refresh_fallbacks()
-        assert running.load(f"prompts:/{prompt_name}@production").version == 1  # type: ignore[union-attr]
+        assert running.load(f"prompts:/{prompt_name}@production").version == 1
         # A restarted app with MLflow down starts from the last-known-good copy on disk.
         restarted = _store(testbed, tmp_path)
         prompt = restarted.load(f"prompts:/{prompt_name}@production")

@@ -275,3 +275,19 @@ def test_size_is_counted_in_utf8_bytes() -> None:
     # 400k three-byte characters: 1.2 MB although only 400k characters.
     with pytest.raises(ProjectionTooLarge):
         build_configmap("ns", "pa", "uid", _doc(template="€" * 400_000))
+
+
+def test_client_reads_the_same_canonical_form() -> None:
+    # The client (stdlib only, no import of this module) re-implements canonical_json and the digest;
+    # both sides must agree byte for byte or every document would fail its digest check.
+    from promptalias.client import _document
+
+    for value in ["Hello {{x}}", "é ü 日本", CHAT, {"b": 1, "a": [1.5, None, True]}, ""]:
+        assert _document.canonical_json(value) == render.canonical_json(value)
+    templates: list[Any] = ["Hello {{x}}", CHAT, "é"]
+    for template in templates:
+        assert _document.template_digest(template) == template_digest(template)
+    doc = _doc(
+        template=CHAT, experiment={"candidate": {"alias": "c", "version": 4, "template": "x"}, "weight": 5}
+    )
+    assert _document.parse_document(render.serialize_document(doc)) == doc

@@ -88,13 +88,33 @@ def configure(store: PromptStore | None = None, /, **settings: object) -> Prompt
     return new
 
 
-def load_prompt(
+if TYPE_CHECKING:
+    # Typed overloads without importing `typing` at run time (it would cost the import budget):
+    # load_prompt(...) is a Prompt; only allow_missing=True can give None.
+    from typing import Literal, overload
+
+    @overload  # type: ignore[no-overload-impl]
+    def load_prompt(
+        name_or_uri: str,
+        version: str | int | None = None,
+        *,
+        key: object = None,
+        allow_missing: Literal[False] = False,
+    ) -> Prompt: ...
+
+    @overload
+    def load_prompt(
+        name_or_uri: str, version: str | int | None = None, *, key: object = None, allow_missing: bool
+    ) -> Prompt | None: ...
+
+
+def load_prompt(  # type: ignore[no-redef]
     name_or_uri: str,
     version: str | int | None = None,
     *,
     key: object = None,
     allow_missing: bool = False,
-) -> Prompt:
+) -> Prompt | None:
     """Load a prompt: `prompts:/name/alias`, `prompts:/name@alias` or `prompts:/name/3`.
 
     Also `load_prompt("name", version="production")` or `version=3`, like mlflow.genai.load_prompt.
@@ -105,4 +125,4 @@ def load_prompt(
     source knows the prompt (returns None instead when `allow_missing=True`).
     """
     store = _default or get_store()
-    return store.load(name_or_uri, version, key=key, allow_missing=allow_missing)  # type: ignore[return-value]
+    return store.load(name_or_uri, version, key=key, allow_missing=allow_missing)

@@ -30,7 +30,7 @@ TYPE_CHECKING = False  # typing, logging and threading load on first use: the cl
 if TYPE_CHECKING:
     import threading
     from collections.abc import Callable, Mapping
-    from typing import Any, Final
+    from typing import Any, Final, Literal, overload
 
 DEFAULT_PROMPTS_DIR: Final = "/var/run/promptalias/prompts"
 SIDECAR_WAIT: Final = 30.0
@@ -172,6 +172,28 @@ class PromptStore:
 
     # ----------------------------------------------------------------------------------------------
     # Request path
+    if TYPE_CHECKING:
+        # Typed overloads without importing `typing` at run time (see promptalias.client.load_prompt).
+        @overload
+        def load(
+            self,
+            name_or_uri: str,
+            version: str | int | None = None,
+            *,
+            key: object = None,
+            allow_missing: Literal[False] = False,
+        ) -> Prompt: ...
+
+        @overload
+        def load(
+            self,
+            name_or_uri: str,
+            version: str | int | None = None,
+            *,
+            key: object = None,
+            allow_missing: bool,
+        ) -> Prompt | None: ...
+
     def load(
         self,
         name_or_uri: str,
