@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from promptalias import __version__
-from promptalias.cli import operator_cmd, testbed_cmd
+from promptalias.cli import operator_cmd, plugin_cmds, testbed_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     operator_cmd.add_parser(subparsers)
     testbed_cmd.add_parser(subparsers)
+    plugin_cmds.add_parser(subparsers)
     return parser
 
 
