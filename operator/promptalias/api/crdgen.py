@@ -17,6 +17,7 @@ from typing import Any, Final
 import yaml
 
 from promptalias.api import RESOURCES
+from promptalias.api.peering import peering_crds
 from promptalias.api.resource import Resource
 from promptalias.api.schema import build_crd
 from promptalias.api.types import GROUP
@@ -58,7 +59,9 @@ def to_yaml(document: Any) -> str:
 
 def render_crds() -> dict[str, str]:
     """File name -> YAML text of every CRD."""
-    return {filename(resource): to_yaml(build_crd(resource)) for resource in RESOURCES}
+    rendered = {filename(resource): to_yaml(build_crd(resource)) for resource in RESOURCES}
+    rendered.update({name: to_yaml(crd) for name, crd in peering_crds().items()})
+    return rendered
 
 
 def stale_files(out: Path, rendered: dict[str, str]) -> dict[str, tuple[str, str]]:

@@ -27,6 +27,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="serve /healthz (liveness) on HOST:PORT, e.g. 0.0.0.0:8080",
     )
     parser.add_argument(
+        "--metrics-listen", default=None, metavar="HOST:PORT", help="serve Prometheus /metrics on HOST:PORT"
+    )
+    parser.add_argument(
+        "--webhook-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="receive MLflow prompt-alias webhooks on HOST:PORT (instant drift detection)",
+    )
+    parser.add_argument(
+        "--webhook-url",
+        default=None,
+        help="the URL MLflow calls for webhooks (how it reaches --webhook-listen)",
+    )
+    parser.add_argument(
         "--cluster-id",
         default=None,
         help="identity written into MLflow owner tags (default: uid of kube-system)",
