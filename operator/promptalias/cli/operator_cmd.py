@@ -68,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     os.environ[WATCHED_NAMESPACES_ENV] = ",".join(args.namespace)
     for value, env in (
         (args.metrics_listen, "PROMPTALIAS_METRICS_LISTEN"),
-        (args.webhook_listen, "PROMPTALIAS_WEBHOOK_LISTEN"),
-        (args.webhook_url, "PROMPTALIAS_WEBHOOK_URL"),
+        (args.webhook_listen, "PROMPTALIAS_ADMISSION_LISTEN"),
+        (args.webhook_cert_dir, "PROMPTALIAS_ADMISSION_CERT_DIR"),
+        (args.mlflow_webhook_listen, "PROMPTALIAS_WEBHOOK_LISTEN"),
+        (args.mlflow_webhook_url, "PROMPTALIAS_WEBHOOK_URL"),
     ):
         if value:
             os.environ[env] = value
