@@ -20,33 +20,24 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--peering", default=None, help="kopf peering name: replicas sharing it have one active"
     )
     peering.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
-    parser.add_argument(
+    add = parser.add_argument
+    add(
         "--health-listen",
-        default=None,
         metavar="HOST:PORT",
         help="serve /healthz (liveness) on HOST:PORT, e.g. 0.0.0.0:8080",
     )
-    parser.add_argument(
-        "--metrics-listen", default=None, metavar="HOST:PORT", help="serve Prometheus /metrics on HOST:PORT"
-    )
-    parser.add_argument(
-        "--webhook-listen",
-        default=None,
+    add("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus /metrics on HOST:PORT")
+    add("--webhook-listen", metavar="HOST:PORT", help="serve the sidecar-injection admission webhook (HTTPS)")
+    add("--webhook-cert-dir", metavar="DIR", help="directory with tls.crt and tls.key for --webhook-listen")
+    add(
+        "--mlflow-webhook-listen",
         metavar="HOST:PORT",
-        help="receive MLflow prompt-alias webhooks on HOST:PORT (instant drift detection)",
+        help="receive MLflow prompt-alias webhooks on HOST:PORT",
     )
-    parser.add_argument(
-        "--webhook-url",
-        default=None,
-        help="the URL MLflow calls for webhooks (how it reaches --webhook-listen)",
-    )
-    parser.add_argument(
-        "--cluster-id",
-        default=None,
-        help="identity written into MLflow owner tags (default: uid of kube-system)",
-    )
-    parser.add_argument("--log-format", choices=["text", "json"], default="text")
-    parser.add_argument("--verbose", "-v", action="store_true")
+    add("--mlflow-webhook-url", metavar="URL", help="the URL MLflow calls to reach --mlflow-webhook-listen")
+    add("--cluster-id", help="identity written into MLflow owner tags (default: uid of kube-system)")
+    add("--log-format", choices=["text", "json"], default="text")
+    add("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
 
 
