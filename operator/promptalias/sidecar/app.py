@@ -449,7 +449,8 @@ class Sidecar(Handler):
     # Lifecycle
     async def start(self) -> None:
         config = self.config
-        self._session = aiohttp.ClientSession()
+        # No connection cap: each per-name watch holds one long-lived connection.
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         self._preload()
         if config.from_dir:
             self.dir_watch = DirWatch(config.from_dir, config.poll_interval, self._apply_dir)

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--names",
         default="",
         help="comma-separated ConfigMap names: one watch per name by field selector, so RBAC can grant "
-        "get/list/watch on just these resourceNames (least privilege)",
+        "get/list/watch on just these resourceNames (least privilege); --selector is not used then",
     )
     notify = parser.add_mutually_exclusive_group()
     notify.add_argument("--notify-url", help="POST {'changed': [files]} to this URL after changes")
