@@ -332,7 +332,7 @@ def test_self_signed_webhook_certificate_is_valid_for_the_service(chart_helm: He
     assert webhook["clientConfig"]["service"] == {
         "name": service["metadata"]["name"],
         "namespace": NAMESPACE,
-        "path": "/inject",
+        "path": "/inject-sidecar",
         "port": 443,
     }
     assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
@@ -449,3 +449,18 @@ def test_long_release_names_are_truncated_to_dns_labels(chart_helm: Helm) -> Non
             assert len(obj["metadata"]["name"]) <= 63, obj["metadata"]["name"]
     names = [o["metadata"]["name"] for o in objects if o["kind"] == "Service"]
     assert len(set(names)) == len(names)
+
+
+def test_webhook_path_and_rules_match_the_operators_admission_handler(chart_helm: Helm) -> None:
+    """kopf serves each admission handler at /<handler id>: the chart must call that path."""
+    import kopf
+
+    import promptalias.handlers  # noqa: F401 - registers the handlers
+
+    handlers = [h for h in kopf.get_default_registry()._webhooks.get_all_handlers() if h.reason == "mutating"]
+    (webhook,) = one(render(chart_helm, webhook={"enabled": True}), "MutatingWebhookConfiguration")[
+        "webhooks"
+    ]
+    assert [f"/{h.id}" for h in handlers] == [webhook["clientConfig"]["service"]["path"]]
+    (handler,) = handlers
+    assert sorted(handler.operations or []) == webhook["rules"][0]["operations"]
