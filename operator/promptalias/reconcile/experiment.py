@@ -1,0 +1,662 @@
+"""What a PromptExperiment does next, and the status that results (pure: no I/O, unit-tested).
+
+An experiment gives a candidate alias (e.g. experimental-parser -> v4) a share of the traffic of a
+baseline PromptAlias. The split travels in the baseline's projection; clients route by a stable hash
+of a routing key. The lifecycle (docs/experiments.md):
+
+    (new) --start--> Progressing --steps/pauses--> Completed --promote--> Promoted
+      |                 |   ^                          |
+      |              Paused (step without a pause      +--abort--> Aborted (weight 0)
+      |               duration, or spec.suspend)
+      +-- spec.suspend: Paused at weight 0 until resumed
+
+Everything here is derived from the spec, the stored status and what was observed, so a crash
+between two writes converges on the next pass: step start times are read back from the history,
+requests (promote, abort, resume) are annotations removed only once they have taken effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Final
+
+from promptalias.api.conditions import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    Reason,
+    find_condition,
+    remove_condition,
+    set_condition,
+)
+from promptalias.api.duration import parse_duration
+from promptalias.api.experiment import (
+    MAX_EXPERIMENT_HISTORY,
+    ExperimentHistoryEntry,
+    ExperimentPhase,
+    PromptExperimentSpec,
+    PromptExperimentStatus,
+)
+
+PREFIX: Final = "promptalias.io/"
+PROMOTE_ANNOTATION: Final = "promptalias.io/promote"
+ABORT_ANNOTATION: Final = "promptalias.io/abort"
+RESUME_ANNOTATION: Final = "promptalias.io/resume"
+REQUEST_ANNOTATIONS: Final = (PROMOTE_ANNOTATION, ABORT_ANNOTATION, RESUME_ANNOTATION)
+GITOPS_OVERRIDE_ANNOTATION: Final = "promptalias.io/gitops"
+OPERATOR_ACTOR: Final = "promptalias-operator"
+TERMINAL: Final = frozenset({ExperimentPhase.PROMOTED, ExperimentPhase.ABORTED})
+# A step due within this many seconds is taken now rather than after another sleep.
+_DUE_SLACK_S: Final = 0.001
+
+
+class HistoryReason(StrEnum):
+    """Reasons of `status.history` entries (and of the Events posted with them)."""
+
+    STARTED = "Started"
+    STEP_ADVANCED = "StepAdvanced"
+    COMPLETED = "Completed"
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    WEIGHT_CHANGED = "WeightChanged"
+    CANDIDATE_SET = "CandidateSet"
+    PROMOTION_REQUESTED = "PromotionRequested"
+    PROMOTED = "Promoted"
+    ABORTED = "Aborted"
+
+
+class ExperimentReason(StrEnum):
+    """Condition reasons specific to experiments (the shared ones are in api.conditions.Reason)."""
+
+    BASELINE_NOT_FOUND = "BaselineNotFound"
+    """Stalled: spec.baseline names no PromptAlias in this namespace. Create it or fix the name."""
+    INVALID_CANDIDATE = "InvalidCandidate"
+    """Stalled: the candidate alias is the baseline's own alias, or the candidate version is the
+    version the baseline already serves (nothing to compare)."""
+    PROJECTION_DISABLED = "ProjectionDisabled"
+    """Stalled: the baseline has spec.projection.enabled=false, so clients cannot see the split."""
+    PROMOTING = "Promoting"
+    """Reconciling: the baseline PromptAlias is being moved to the candidate version."""
+    PROMOTION_PENDING = "PromotionPending"
+    """Reconciling: promotion was requested but the baseline is managed by GitOps (Argo CD, Flux,
+    Helm); the message names the change to make in Git. The split stays until Git catches up."""
+
+
+# ---- requests (annotations) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Requests:
+    """One-shot requests read from the experiment's annotations; `None`: not requested."""
+
+    promote: str | None = None  # the actor that asked (field manager), or "unknown"
+    abort: str | None = None
+    resume: str | None = None
+    resume_step: int | None = None  # resume only if still at this step (idempotent); None: any
+
+    @property
+    def present(self) -> frozenset[str]:
+        found = set()
+        if self.promote is not None:
+            found.add(PROMOTE_ANNOTATION)
+        if self.abort is not None:
+            found.add(ABORT_ANNOTATION)
+        if self.resume is not None:
+            found.add(RESUME_ANNOTATION)
+        return frozenset(found)
+
+
+def annotation_actor(managed_fields: Sequence[Mapping[str, Any]] | None, key: str) -> str | None:
+    """The field manager that last set annotation `key` (e.g. promptalias-cli, kubectl-annotate)."""
+    best: tuple[str, str] | None = None
+    for entry in managed_fields or ():
+        fields = entry.get("fieldsV1") or {}
+        meta = fields.get("f:metadata") if isinstance(fields, Mapping) else None
+        annotations = meta.get("f:annotations") if isinstance(meta, Mapping) else None
+        if not isinstance(annotations, Mapping) or f"f:{key}" not in annotations:
+            continue
+        stamp = str(entry.get("time") or "")
+        manager = str(entry.get("manager") or "unknown")
+        if best is None or stamp >= best[0]:
+            best = (stamp, manager)
+    return best[1] if best else None
+
+
+def read_requests(
+    annotations: Mapping[str, str] | None, managed_fields: Sequence[Mapping[str, Any]] | None
+) -> Requests:
+    """Requests from annotations. Values are free text (the CLI writes a timestamp), except resume,
+    whose value may be the step index to leave (so a repeated request never skips two steps)."""
+    annotations = annotations or {}
+
+    def actor(key: str) -> str | None:
+        if key not in annotations:
+            return None
+        return annotation_actor(managed_fields, key) or "unknown"
+
+    resume_step: int | None = None
+    raw = annotations.get(RESUME_ANNOTATION)
+    if raw is not None:
+        try:
+            resume_step = int(str(raw).strip())
+        except ValueError:
+            resume_step = None
+        if resume_step is not None and resume_step < 0:
+            resume_step = None
+    return Requests(
+        promote=actor(PROMOTE_ANNOTATION),
+        abort=actor(ABORT_ANNOTATION),
+        resume=actor(RESUME_ANNOTATION),
+        resume_step=resume_step,
+    )
+
+
+# ---- GitOps -------------------------------------------------------------------------------------
+
+
+def gitops_manager(labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None) -> str | None:
+    """Which declarative tool owns an object's spec, or None when a spec patch will stick.
+
+    Argo CD: the annotation tracking id (default since 3.0) or its instance label; Flux: the
+    kustomize- or helm-controller labels; Helm: managed-by Helm (the next upgrade would revert a
+    patch). `promptalias.io/gitops: "true"|"false"` on the object overrides the detection.
+    """
+    labels = labels or {}
+    annotations = annotations or {}
+    override = annotations.get(GITOPS_OVERRIDE_ANNOTATION, "").strip().lower()
+    if override == "false":
+        return None
+    if tracking := annotations.get("argocd.argoproj.io/tracking-id"):
+        app = tracking.split(":", 1)[0]
+        return f"Argo CD application {app}"
+    if instance := labels.get("argocd.argoproj.io/instance"):
+        return f"Argo CD application {instance}"
+    if name := labels.get("kustomize.toolkit.fluxcd.io/name"):
+        namespace = labels.get("kustomize.toolkit.fluxcd.io/namespace")
+        return f"Flux Kustomization {namespace + '/' if namespace else ''}{name}"
+    if name := labels.get("helm.toolkit.fluxcd.io/name"):
+        namespace = labels.get("helm.toolkit.fluxcd.io/namespace")
+        return f"Flux HelmRelease {namespace + '/' if namespace else ''}{name}"
+    if labels.get("app.kubernetes.io/managed-by", "").lower() == "helm":
+        release = annotations.get("meta.helm.sh/release-name")
+        return f"Helm release {release}" if release else "Helm"
+    if instance := labels.get("app.kubernetes.io/instance"):
+        # Argo CD's label tracking (the default before 3.0) uses this label.
+        return f"Argo CD application {instance} (label tracking)"
+    if override == "true":
+        return "GitOps (promptalias.io/gitops=true)"
+    return None
+
+
+def git_change(namespace: str, baseline: str, version: int, manager: str) -> str:
+    """The message that tells a GitOps user which change promotes the candidate."""
+    return (
+        f"the baseline PromptAlias {namespace}/{baseline} is managed by {manager}, so the operator does "
+        f"not patch it: set `spec.version: {version}` on PromptAlias {baseline} in Git. The split stays "
+        "in place until the change is synced; the experiment then becomes Promoted."
+    )
+
+
+# ---- progress of the split ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where the split stands after this pass."""
+
+    phase: ExperimentPhase | None
+    weight: int
+    step: int | None
+    history: tuple[ExperimentHistoryEntry, ...] = ()
+    wake_after: float | None = None  # seconds until the next step is due
+    promote: bool = False  # a promotion is requested and not yet done
+    consumed: frozenset[str] = frozenset()  # request annotations that took effect (remove them)
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL
+
+    @property
+    def publishes(self) -> bool:
+        """Whether the baseline's projection carries the split."""
+        return self.phase is not None and not self.terminal and not (self.step is None and self.weight == 0)
+
+
+def _seconds(now: datetime) -> datetime:
+    return now.replace(microsecond=0)
+
+
+def _entry(
+    reason: HistoryReason,
+    now: datetime,
+    *,
+    phase: ExperimentPhase | None,
+    weight: int,
+    step: int | None,
+    message: str,
+    actor: str | None = None,
+) -> ExperimentHistoryEntry:
+    return ExperimentHistoryEntry(
+        time=_seconds(now),
+        reason=str(reason),
+        phase=phase,
+        weight=weight,
+        step=step,
+        actor=actor,
+        message=message[:1024],
+    )
+
+
+def _last(status: PromptExperimentStatus, reasons: set[HistoryReason]) -> ExperimentHistoryEntry | None:
+    wanted = {str(reason) for reason in reasons}
+    return next((entry for entry in reversed(status.history) if entry.reason in wanted), None)
+
+
+def _suspended(status: PromptExperimentStatus) -> bool:
+    """Whether the stored status is paused because of spec.suspend (not at a step without pause)."""
+    if status.phase != ExperimentPhase.PAUSED:
+        return False
+    last = _last(status, {HistoryReason.SUSPENDED, HistoryReason.RESUMED})
+    return last is not None and last.reason == HistoryReason.SUSPENDED
+
+
+def step_entered(status: PromptExperimentStatus, step: int, now: datetime) -> datetime:
+    """When the current step began (or last resumed): its pause counts from there."""
+    for entry in reversed(status.history):
+        if entry.reason in (HistoryReason.STARTED, HistoryReason.STEP_ADVANCED) and entry.step == step:
+            return entry.time
+        if entry.reason == HistoryReason.RESUMED:
+            return entry.time
+    return now
+
+
+def _step_weight(spec: PromptExperimentSpec, step: int) -> int:
+    steps = spec.steps or []
+    return steps[step].weight if step < len(steps) else spec.weight
+
+
+class _Ramp:
+    """Mutable scratch state of one `advance` call."""
+
+    def __init__(self, status: PromptExperimentStatus) -> None:
+        self.phase = status.phase
+        self.weight = status.current_weight or 0
+        self.step = status.current_step
+        self.history: list[ExperimentHistoryEntry] = []
+        self.wake_after: float | None = None
+        self.consumed: set[str] = set()
+
+    def record(self, reason: HistoryReason, now: datetime, message: str, actor: str | None = None) -> None:
+        self.history.append(
+            _entry(
+                reason,
+                now,
+                phase=self.phase,
+                weight=self.weight,
+                step=self.step,
+                message=message,
+                actor=actor,
+            )
+        )
+
+    def result(self, *, promote: bool = False) -> Progress:
+        return Progress(
+            phase=self.phase,
+            weight=self.weight,
+            step=self.step,
+            history=tuple(self.history),
+            wake_after=self.wake_after,
+            promote=promote,
+            consumed=frozenset(self.consumed),
+        )
+
+
+def advance(
+    spec: PromptExperimentSpec, status: PromptExperimentStatus, *, now: datetime, requests: Requests
+) -> Progress:
+    """The phase, weight and step after this pass, the history to append and when to look again.
+
+    Promotion itself needs the baseline (see `promotion`); here a promote request only freezes the
+    ramp. Abort wins over everything but a finished experiment.
+    """
+    ramp = _Ramp(status)
+    candidate = f"{spec.candidate.alias} -> version {spec.candidate.version}"
+    if ramp.phase in TERMINAL:
+        ramp.consumed |= requests.present  # nothing left to do; the handler says why
+        return ramp.result()
+    if requests.abort is not None:
+        ramp.phase, ramp.weight = ExperimentPhase.ABORTED, 0
+        ramp.record(HistoryReason.ABORTED, now, f"aborted: {candidate} receives no traffic", requests.abort)
+        ramp.consumed |= requests.present
+        return ramp.result()
+    promote = requests.promote is not None
+    started = _last(status, {HistoryReason.STARTED}) is not None
+    if spec.suspend:
+        if not _suspended(status):
+            ramp.phase = ExperimentPhase.PAUSED
+            where = f"at {ramp.weight}%" if started else "before it started"
+            ramp.record(HistoryReason.SUSPENDED, now, f"spec.suspend: paused {where}")
+        return ramp.result(promote=promote)
+    if not started:
+        _start(spec, ramp, now, candidate)
+    elif _suspended(status):
+        ramp.phase = ExperimentPhase.COMPLETED if ramp.step is None else ExperimentPhase.PROGRESSING
+        ramp.record(HistoryReason.RESUMED, now, f"spec.suspend cleared: resumed at {ramp.weight}%")
+        # The current step's pause starts again from the entry above.
+        status = status.model_copy(update={"history": [*status.history, *ramp.history]})
+    _sync_weight(spec, ramp, now)
+    if promote:
+        return ramp.result(promote=True)  # a promotion freezes the ramp; the handler moves the baseline
+    _walk(spec, status, ramp, now, requests)
+    return ramp.result()
+
+
+def _start(spec: PromptExperimentSpec, ramp: _Ramp, now: datetime, candidate: str) -> None:
+    if spec.steps:
+        ramp.step, ramp.weight = 0, spec.steps[0].weight
+        ramp.phase = ExperimentPhase.PROGRESSING
+        ramp.record(
+            HistoryReason.STARTED,
+            now,
+            f"started: {candidate} receives {ramp.weight}% (step 1/{len(spec.steps)})",
+        )
+    else:
+        ramp.step, ramp.weight = None, spec.weight
+        ramp.phase = ExperimentPhase.COMPLETED
+        ramp.record(HistoryReason.STARTED, now, f"started: {candidate} receives {ramp.weight}%")
+
+
+def _sync_weight(spec: PromptExperimentSpec, ramp: _Ramp, now: datetime) -> None:
+    """Follow spec edits (weights, steps) made while the experiment runs."""
+    steps = spec.steps or []
+    if ramp.phase in (ExperimentPhase.PROGRESSING, ExperimentPhase.PAUSED) and (
+        ramp.step is None or ramp.step >= len(steps)
+    ):
+        if ramp.step is not None or steps:
+            ramp.step = len(steps) - 1 if steps else None
+        ramp.phase = ExperimentPhase.COMPLETED
+        if ramp.weight != spec.weight:
+            ramp.weight = spec.weight
+        ramp.record(HistoryReason.COMPLETED, now, f"the steps changed: final weight {spec.weight}% applied")
+        return
+    wanted = spec.weight if ramp.phase == ExperimentPhase.COMPLETED else _step_weight(spec, ramp.step or 0)
+    if wanted != ramp.weight:
+        before, ramp.weight = ramp.weight, wanted
+        ramp.record(HistoryReason.WEIGHT_CHANGED, now, f"the spec changed: weight {before}% -> {wanted}%")
+
+
+def _walk(
+    spec: PromptExperimentSpec, status: PromptExperimentStatus, ramp: _Ramp, now: datetime, requests: Requests
+) -> None:
+    steps = spec.steps or []
+    entered: datetime | None = None
+    while ramp.phase in (ExperimentPhase.PROGRESSING, ExperimentPhase.PAUSED) and ramp.step is not None:
+        step = ramp.step
+        pause = steps[step].pause
+        if pause is None:
+            wanted = requests.resume is not None and requests.resume_step in (None, step)
+            if not wanted:
+                if requests.resume is not None:
+                    ramp.consumed.add(RESUME_ANNOTATION)  # a stale resume (for another step)
+                if ramp.phase != ExperimentPhase.PAUSED:
+                    ramp.phase = ExperimentPhase.PAUSED
+                return
+            ramp.consumed.add(RESUME_ANNOTATION)
+            requests = Requests(promote=requests.promote, abort=requests.abort)
+            _next_step(spec, ramp, now, actor=None, why=f"resumed after step {step + 1}")
+            entered = now
+            continue
+        if entered is None:
+            entered = step_entered(status, step, now)
+        due = entered + timedelta(seconds=parse_duration(pause))
+        remaining = (due - now).total_seconds()
+        if remaining > _DUE_SLACK_S:
+            ramp.phase = ExperimentPhase.PROGRESSING
+            ramp.wake_after = remaining
+            if requests.resume is not None:
+                ramp.consumed.add(RESUME_ANNOTATION)  # nothing to resume: the step has a timer
+            return
+        _next_step(spec, ramp, now, actor=None, why=f"pause {pause} of step {step + 1} elapsed")
+        entered = now
+    if requests.resume is not None:
+        ramp.consumed.add(RESUME_ANNOTATION)
+
+
+def _next_step(
+    spec: PromptExperimentSpec, ramp: _Ramp, now: datetime, *, actor: str | None, why: str
+) -> None:
+    steps = spec.steps or []
+    assert ramp.step is not None
+    if ramp.step + 1 < len(steps):
+        ramp.step += 1
+        ramp.weight = steps[ramp.step].weight
+        ramp.phase = ExperimentPhase.PROGRESSING
+        ramp.record(
+            HistoryReason.STEP_ADVANCED,
+            now,
+            f"{why}: candidate weight {ramp.weight}% (step {ramp.step + 1}/{len(steps)})",
+            actor,
+        )
+        return
+    ramp.weight = spec.weight
+    ramp.phase = ExperimentPhase.COMPLETED
+    ramp.record(HistoryReason.COMPLETED, now, f"{why}: final weight {spec.weight}% reached", actor)
+
+
+# ---- promotion ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the experiment needs to know about its baseline PromptAlias."""
+
+    namespace: str
+    name: str
+    prompt: str
+    alias: str
+    version: int | None  # spec.version; None: follows MLflow
+    resolved_version: int | None  # status.resolvedVersion
+    projection_enabled: bool = True
+    gitops: str | None = None  # gitops_manager(...) of the PromptAlias
+    spec_actor: str | None = None  # who last set spec.version
+
+
+class PromotionStep(StrEnum):
+    """What a promotion needs next."""
+
+    DONE = "Done"  # the baseline serves the candidate version
+    PATCH_SPEC = "PatchSpec"  # patch the baseline's spec.version
+    MOVE_ALIAS = "MoveAlias"  # follow mode: move the MLflow alias (the baseline follows it)
+    REPORT_GIT = "ReportGit"  # GitOps-managed: tell the user which Git change to make
+    WAIT = "Wait"  # the change was made; wait for the baseline to resolve it
+
+
+def promotion(baseline: Baseline, candidate_version: int, *, requested: bool) -> PromotionStep | None:
+    """The next promotion step, or None when no promotion is under way.
+
+    A baseline whose spec already names the candidate version (e.g. changed in Git) is a promotion
+    even without a request: once it resolves, the experiment is Promoted.
+    """
+    at_candidate = baseline.resolved_version == candidate_version
+    pinned_to_candidate = baseline.version == candidate_version
+    if at_candidate and (pinned_to_candidate or (baseline.version is None and requested)):
+        return PromotionStep.DONE
+    if pinned_to_candidate:
+        return PromotionStep.WAIT
+    if not requested:
+        return None
+    if baseline.gitops is not None:
+        return PromotionStep.REPORT_GIT
+    if baseline.version is None:
+        return PromotionStep.MOVE_ALIAS
+    return PromotionStep.PATCH_SPEC
+
+
+def promoted(
+    progress: Progress, now: datetime, baseline: Baseline, version: int, actor: str | None
+) -> Progress:
+    """The progress once the baseline serves the candidate version: Promoted, weight 0."""
+    entry = _entry(
+        HistoryReason.PROMOTED,
+        now,
+        phase=ExperimentPhase.PROMOTED,
+        weight=0,
+        step=progress.step,
+        actor=actor,
+        message=f"promoted: {baseline.alias} now points at version {version}",
+    )
+    return Progress(
+        phase=ExperimentPhase.PROMOTED,
+        weight=0,
+        step=progress.step,
+        history=(*progress.history, entry),
+        consumed=progress.consumed | {PROMOTE_ANNOTATION, RESUME_ANNOTATION},
+    )
+
+
+def promotion_requested_entry(
+    progress: Progress, now: datetime, baseline: Baseline, version: int, actor: str | None, how: str
+) -> ExperimentHistoryEntry:
+    return _entry(
+        HistoryReason.PROMOTION_REQUESTED,
+        now,
+        phase=progress.phase,
+        weight=progress.weight,
+        step=progress.step,
+        actor=actor,
+        message=f"promotion of version {version} to {baseline.alias} requested: {how}"[:1024],
+    )
+
+
+def candidate_set_entry(
+    progress: Progress, now: datetime, alias: str, version: int, previous: int | None
+) -> ExperimentHistoryEntry:
+    moved = f"from version {previous} " if previous is not None else ""
+    return _entry(
+        HistoryReason.CANDIDATE_SET,
+        now,
+        phase=progress.phase,
+        weight=progress.weight,
+        step=progress.step,
+        actor=OPERATOR_ACTOR,
+        message=f"MLflow alias {alias} moved {moved}to version {version}",
+    )
+
+
+# ---- projection -----------------------------------------------------------------------------------
+
+
+def projection_block(
+    spec: PromptExperimentSpec,
+    weight: int,
+    *,
+    template: str | list[dict[str, Any]],
+    response_format: Mapping[str, Any] | None,
+    model_config: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The `experiment` block for the baseline's projection (World.experiment_projection's shape)."""
+    candidate: dict[str, Any] = {
+        "alias": spec.candidate.alias,
+        "version": spec.candidate.version,
+        "template": template,
+    }
+    if response_format is not None:
+        candidate["response_format"] = dict(response_format)
+    if model_config is not None:
+        candidate["model_config"] = dict(model_config)
+    return {"candidate": candidate, "weight": weight, "key": spec.routing_key}
+
+
+# ---- status ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How the pass ended; `settle` turns it (and the progress) into the next status."""
+
+    ready: bool
+    reason: str
+    message: str
+    stalled: bool = False
+    reconciling: bool = False
+    reconciling_reason: str | None = None
+    keep_progress: bool = False  # a failure before anything took effect: keep phase/weight/step
+    extra_history: tuple[ExperimentHistoryEntry, ...] = field(default_factory=tuple)
+
+
+def ready_message(spec: PromptExperimentSpec, progress: Progress, baseline_alias: str | None) -> str:
+    candidate = f"Candidate {spec.candidate.alias} -> version {spec.candidate.version}"
+    if progress.phase == ExperimentPhase.PROMOTED:
+        return f"{baseline_alias or 'the baseline alias'} now points at version {spec.candidate.version}"
+    if progress.phase == ExperimentPhase.ABORTED:
+        return "Candidate weight is 0 (aborted)"
+    if progress.phase == ExperimentPhase.PAUSED and spec.suspend:
+        return f"Suspended at {progress.weight}%: {candidate} receives {progress.weight}%"
+    return f"{candidate} receives {progress.weight}%"
+
+
+def _condition(
+    type_: ConditionType, status: bool, reason: str, message: str, now: datetime, generation: int
+) -> Condition:
+    return Condition(
+        type=type_,
+        status=ConditionStatus.TRUE if status else ConditionStatus.FALSE,
+        reason=reason,
+        message=message[:32768],
+        last_transition_time=_seconds(now),
+        observed_generation=generation,
+    )
+
+
+def settle(
+    status: PromptExperimentStatus,
+    progress: Progress,
+    outcome: Outcome,
+    *,
+    generation: int,
+    now: datetime,
+) -> PromptExperimentStatus:
+    """The next status: kstatus conditions (Ready; Reconciling and Stalled only while True), the
+    split, and the history (bounded, oldest dropped)."""
+    conditions = set_condition(
+        status.conditions,
+        _condition(ConditionType.READY, outcome.ready, outcome.reason, outcome.message, now, generation),
+    )
+    if outcome.stalled:
+        conditions = set_condition(
+            conditions,
+            _condition(ConditionType.STALLED, True, outcome.reason, outcome.message, now, generation),
+        )
+    else:
+        conditions = remove_condition(conditions, ConditionType.STALLED)
+    if outcome.reconciling:
+        conditions = set_condition(
+            conditions,
+            _condition(
+                ConditionType.RECONCILING,
+                True,
+                outcome.reconciling_reason or str(Reason.PROGRESSING),
+                outcome.message,
+                now,
+                generation,
+            ),
+        )
+    else:
+        conditions = remove_condition(conditions, ConditionType.RECONCILING)
+    update: dict[str, Any] = {"observed_generation": generation, "conditions": conditions}
+    history = list(status.history)
+    if not outcome.keep_progress:
+        update.update(phase=progress.phase, current_weight=progress.weight, current_step=progress.step)
+        history.extend(progress.history)
+    history.extend(outcome.extra_history)
+    update["history"] = history[-MAX_EXPERIMENT_HISTORY:]
+    return status.model_copy(update=update)
+
+
+def reconciling_reason(status: PromptExperimentStatus) -> str | None:
+    """The reason of the stored Reconciling condition, if it is True."""
+    found = find_condition(status.conditions, ConditionType.RECONCILING)
+    return found.reason if found is not None and found.status == ConditionStatus.TRUE else None
