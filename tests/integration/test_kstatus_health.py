@@ -17,6 +17,7 @@ import pytest
 
 from promptalias.testbed import Testbed
 from promptalias.testbed.tools import ArgoHealth, Tools, ensure_tools, kstatus
+from promptalias.testbed.tools import health as live_health
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +120,10 @@ def test_promptalias_lifecycle_reads_right_in_kstatus_and_argocd(
     )
     assert check(tools, health, obj) == ("Current", "Healthy")
     assert health(obj)["message"] == "prompts:/invoice-parser@production is at version 3"
+    # What a newcomer runs: `python -m promptalias.testbed.tools health pa/NAME -n NS`.
+    shown = live_health(f"pa/{alias.name}", namespace, testbed.kubectl_path, testbed.kubeconfig)
+    assert shown["kstatus"]["status"] == "Current"
+    assert shown["argocd"] == health(obj)
 
     # Git moves the alias: a new generation the operator has not observed yet.
     obj = alias.patch({"spec": {"version": 9}})

@@ -313,8 +313,54 @@ class ArgoHealth:
         return status
 
 
-def main() -> int:
+def _source_root() -> Path:
     try:
+        return find_source_root()
+    except TestbedError:
+        return Path.cwd()
+
+
+def health(
+    resource: str, namespace: str | None, kubectl: str = "kubectl", kubeconfig: Path | None = None
+) -> dict[str, Any]:
+    """kstatus and Argo CD health of one live object (`kubectl get RESOURCE -o json`)."""
+    argv = [kubectl, "get", resource, "-o", "json"]
+    if kubeconfig is not None:
+        argv.append(f"--kubeconfig={kubeconfig}")
+    if namespace:
+        argv += ["--namespace", namespace]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise TestbedError(f"kubectl get {resource}", result.stderr.strip())
+    obj: dict[str, Any] = json.loads(result.stdout)
+    group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+    script = (
+        _source_root() / "gitops" / "argocd" / "resource_customizations" / group / obj["kind"] / "health.lua"
+    )
+    argo = ArgoHealth(script)(obj) if script.is_file() else {"status": "(no health.lua for this kind)"}
+    return {"kstatus": kstatus(obj), "argocd": argo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m promptalias.testbed.tools",
+        description="Build (or reuse) helm and kstatus, or show how Flux and Argo CD read health.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("build", help="build or reuse helm and kstatus and print their paths (the default)")
+    show = sub.add_parser(
+        "health", help="kstatus and Argo CD health of a live object, e.g. pa/invoice-parser"
+    )
+    show.add_argument("resource", help="what `kubectl get` takes: KIND/NAME")
+    show.add_argument("--namespace", "-n", default=None)
+    show.add_argument("--kubectl", default="kubectl", help="the kubectl to use (default: from PATH)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "health":
+            print(json.dumps(health(args.resource, args.namespace, args.kubectl), indent=2))
+            return 0
         tools = ensure_tools()
     except TestbedError as exc:
         print(exc, file=sys.stderr)
