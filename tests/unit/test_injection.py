@@ -1,0 +1,55 @@
+"""Sidecar injection: pure pod changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promptalias.reconcile.injection import (
+    PROMPTS_DIR,
+    SIDECAR_NAME,
+    VOLUME_NAME,
+    InjectionSettings,
+    inject,
+)
+
+POD: dict[str, Any] = {
+    "containers": [{"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]}],
+    "volumes": [{"name": "data", "emptyDir": {}}],
+}
+
+
+def test_only_annotated_pods_are_touched() -> None:
+    assert inject(POD, {}, InjectionSettings()) is None
+    assert inject(POD, {"promptalias.io/inject": "false"}, InjectionSettings()) is None
+
+
+def test_sidecar_volume_and_client_settings_are_added() -> None:
+    changes = inject(
+        POD,
+        {"promptalias.io/inject": "true", "promptalias.io/prompts": "promptalias-a, promptalias-b"},
+        InjectionSettings(image="registry.example/promptalias:1"),
+    )
+    assert changes is not None
+    sidecar = changes["initContainers"][0]
+    assert sidecar["name"] == SIDECAR_NAME
+    assert sidecar["restartPolicy"] == "Always"  # native sidecar: ready before the app starts
+    assert sidecar["image"] == "registry.example/promptalias:1"
+    assert "--names=promptalias-a,promptalias-b" in sidecar["args"]
+    assert sidecar["securityContext"]["runAsNonRoot"] is True
+    assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    app = changes["containers"][0]
+    assert {"name": VOLUME_NAME, "mountPath": PROMPTS_DIR, "readOnly": True} in app["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in app["env"]}
+    assert env == {
+        "A": "1",
+        "PROMPTALIAS_PROMPTS_DIR": PROMPTS_DIR,
+        "PROMPTALIAS_SIDECAR_URL": "http://127.0.0.1:8718",
+    }
+    assert [v["name"] for v in changes["volumes"]] == ["data", VOLUME_NAME]
+    assert POD["containers"][0].get("volumeMounts") is None  # the input is not modified
+
+
+def test_injection_is_idempotent() -> None:
+    once = inject(POD, {"promptalias.io/inject": "true"}, InjectionSettings())
+    assert once is not None
+    assert inject({**POD, **once}, {"promptalias.io/inject": "true"}, InjectionSettings()) is None
