@@ -273,33 +273,50 @@ def test_requests_and_their_actors() -> None:
 # ---- GitOps and promotion -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("labels", "annotations", "expected"),
-    [
-        ({}, {}, None),
-        (
-            {},
-            {"argocd.argoproj.io/tracking-id": "billing:promptalias.io/PromptAlias:ns/x"},
-            "Argo CD application billing",
-        ),
-        ({"argocd.argoproj.io/instance": "app"}, {}, "Argo CD application app"),
-        (
-            {
-                "kustomize.toolkit.fluxcd.io/name": "apps",
-                "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
-            },
-            {},
-            "Flux Kustomization flux-system/apps",
-        ),
-        ({"helm.toolkit.fluxcd.io/name": "rel"}, {}, "Flux HelmRelease rel"),
-        ({"app.kubernetes.io/managed-by": "Helm"}, {"meta.helm.sh/release-name": "r"}, "Helm release r"),
-        ({"app.kubernetes.io/instance": "legacy"}, {}, "Argo CD application legacy (label tracking)"),
-        ({"app.kubernetes.io/instance": "legacy"}, {"promptalias.io/gitops": "false"}, None),
-        ({}, {"promptalias.io/gitops": "true"}, "GitOps (promptalias.io/gitops=true)"),
-    ],
-)
-def test_gitops_detection(labels: dict[str, str], annotations: dict[str, str], expected: str | None) -> None:
+GITOPS_CASES: list[tuple[dict[str, str], dict[str, str], str | None]] = [
+    ({}, {}, None),
+    (
+        {},
+        {"argocd.argoproj.io/tracking-id": "billing:promptalias.io/PromptAlias:ns/x"},
+        "Argo CD (Application billing)",
+    ),
+    (
+        {},
+        {"argocd.argoproj.io/tracking-id": "apps_billing:promptalias.io/PromptAlias:ns/x"},
+        "Argo CD (Application apps/billing)",
+    ),
+    ({"argocd.argoproj.io/instance": "app"}, {}, "Argo CD (Application app)"),
+    (
+        {"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"},
+        {},
+        "Flux (Kustomization flux-system/apps)",
+    ),
+    ({"helm.toolkit.fluxcd.io/name": "rel"}, {}, "Flux (HelmRelease rel)"),
+    # Every Helm chart sets the instance label: alone it is no sign of Argo CD.
+    ({"app.kubernetes.io/instance": "release"}, {}, None),
+    (
+        {"app.kubernetes.io/instance": "app"},
+        {"argocd.argoproj.io/sync-wave": "1"},
+        "Argo CD (Application app)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("labels", "annotations", "expected"), GITOPS_CASES)
+def test_gitops_detection_agrees_with_the_cli(
+    labels: dict[str, str], annotations: dict[str, str], expected: str | None
+) -> None:
+    from promptalias.cli.plugin_cmds import detect_gitops
+
     assert gitops_manager(labels, annotations) == expected
+    owner = detect_gitops({"labels": labels, "annotations": annotations})
+    assert (str(owner) if owner is not None else None) == expected
+
+
+def test_gitops_override() -> None:
+    argo = {"argocd.argoproj.io/instance": "app"}
+    assert gitops_manager(argo, {"promptalias.io/gitops": "false"}) is None
+    assert gitops_manager({}, {"promptalias.io/gitops": "true"}) == "GitOps (promptalias.io/gitops=true)"
 
 
 def baseline(**extra: Any) -> Baseline:
@@ -318,7 +335,9 @@ def baseline(**extra: Any) -> Baseline:
 def test_promotion_steps() -> None:
     assert promotion(baseline(), 4, requested=False) is None
     assert promotion(baseline(), 4, requested=True) == PromotionStep.PATCH_SPEC
-    assert promotion(baseline(gitops="Argo CD application a"), 4, requested=True) == PromotionStep.REPORT_GIT
+    assert (
+        promotion(baseline(gitops="Argo CD (Application a)"), 4, requested=True) == PromotionStep.REPORT_GIT
+    )
     assert promotion(baseline(version=None), 4, requested=True) == PromotionStep.MOVE_ALIAS
     # The spec names the candidate (patched by us, or changed in Git): wait, then done.
     assert promotion(baseline(version=4), 4, requested=True) == PromotionStep.WAIT
@@ -346,9 +365,9 @@ def test_promoted_progress() -> None:
 
 
 def test_git_change_names_the_edit() -> None:
-    text = git_change("billing", "parser-production", 4, "Argo CD application billing")
+    text = git_change("billing", "parser-production", 4, "Argo CD (Application billing)")
     assert "set `spec.version: 4` on PromptAlias parser-production in Git" in text
-    assert "Argo CD application billing" in text
+    assert "Argo CD (Application billing)" in text
 
 
 # ---- projection and status -------------------------------------------------------------------------

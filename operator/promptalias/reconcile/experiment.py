@@ -158,34 +158,36 @@ def read_requests(
 
 
 def gitops_manager(labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None) -> str | None:
-    """Which declarative tool owns an object's spec, or None when a spec patch will stick.
+    """Which GitOps tool applies an object from Git (and would revert a spec patch), or None.
 
-    Argo CD: the annotation tracking id (default since 3.0) or its instance label; Flux: the
-    kustomize- or helm-controller labels; Helm: managed-by Helm (the next upgrade would revert a
-    patch). `promptalias.io/gitops: "true"|"false"` on the object overrides the detection.
+    The same marks as the CLI's `detect_gitops` (cli/plugin_cmds.py; a unit test keeps them equal),
+    written the same way ("Argo CD (Application ns/app)"): Argo CD's tracking-id annotation, its
+    instance label, or `app.kubernetes.io/instance` together with any `argocd.argoproj.io/*`
+    annotation (the label alone is set by every Helm chart); Flux's kustomize- and helm-controller
+    labels. `promptalias.io/gitops: "true"|"false"` on the object overrides the detection.
     """
     labels = labels or {}
     annotations = annotations or {}
-    override = annotations.get(GITOPS_OVERRIDE_ANNOTATION, "").strip().lower()
+    override = str(annotations.get(GITOPS_OVERRIDE_ANNOTATION, "")).strip().lower()
     if override == "false":
         return None
-    if tracking := annotations.get("argocd.argoproj.io/tracking-id"):
-        app = tracking.split(":", 1)[0]
-        return f"Argo CD application {app}"
+    tracking = annotations.get("argocd.argoproj.io/tracking-id")
+    if tracking:
+        app = str(tracking).split(":", 1)[0]
+        namespace, _, name = app.rpartition("_")
+        return f"Argo CD (Application {namespace + '/' if namespace else ''}{name})"
+    for prefix, kind in (
+        ("kustomize.toolkit.fluxcd.io", "Kustomization"),
+        ("helm.toolkit.fluxcd.io", "HelmRelease"),
+    ):
+        if flux_name := labels.get(f"{prefix}/name"):
+            flux_ns = labels.get(f"{prefix}/namespace")
+            return f"Flux ({kind} {flux_ns + '/' if flux_ns else ''}{flux_name})"
     if instance := labels.get("argocd.argoproj.io/instance"):
-        return f"Argo CD application {instance}"
-    if name := labels.get("kustomize.toolkit.fluxcd.io/name"):
-        namespace = labels.get("kustomize.toolkit.fluxcd.io/namespace")
-        return f"Flux Kustomization {namespace + '/' if namespace else ''}{name}"
-    if name := labels.get("helm.toolkit.fluxcd.io/name"):
-        namespace = labels.get("helm.toolkit.fluxcd.io/namespace")
-        return f"Flux HelmRelease {namespace + '/' if namespace else ''}{name}"
-    if labels.get("app.kubernetes.io/managed-by", "").lower() == "helm":
-        release = annotations.get("meta.helm.sh/release-name")
-        return f"Helm release {release}" if release else "Helm"
-    if instance := labels.get("app.kubernetes.io/instance"):
-        # Argo CD's label tracking (the default before 3.0) uses this label.
-        return f"Argo CD application {instance} (label tracking)"
+        return f"Argo CD (Application {instance})"
+    argo_marks = any(str(key).startswith("argocd.argoproj.io/") for key in annotations)
+    if (instance := labels.get("app.kubernetes.io/instance")) and argo_marks:
+        return f"Argo CD (Application {instance})"
     if override == "true":
         return "GitOps (promptalias.io/gitops=true)"
     return None
