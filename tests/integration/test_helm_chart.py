@@ -80,6 +80,7 @@ def test_every_rendered_object_passes_server_side_dry_run(
         "apply",
         "--dry-run=server",
         "--server-side",
+        "--force-conflicts",  # a dry run validates; who owns a field (e.g. an installed CRD's labels) is moot
         "--field-manager=helm-dry-run",
         "-o",
         "json",

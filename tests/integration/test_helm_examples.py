@@ -52,6 +52,7 @@ def dry_run(testbed: Testbed, objects: list[dict[str, Any]]) -> list[dict[str, A
         "apply",
         "--dry-run=server",
         "--server-side",
+        "--force-conflicts",  # a dry run validates; who owns a field (e.g. an installed CRD's labels) is moot
         "--field-manager=examples-dry-run",
         "-o",
         "json",
