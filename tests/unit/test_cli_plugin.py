@@ -399,6 +399,73 @@ def test_takeover_refuses_follow_mode_and_skips_unblocked_objects(capsys: pytest
     assert "nothing to take over" in capsys.readouterr().out
 
 
+class ScriptedCluster(FakeCluster):
+    """Answers reads from a script of states (the last one repeats), as an operator would change them."""
+
+    def __init__(self, states: list[dict[str, Any]]) -> None:
+        super().__init__(states[0])
+        self.states = states
+        self.reads = 0
+
+    def get_alias(self, namespace: str, name: str) -> dict[str, Any]:
+        state = self.states[min(self.reads, len(self.states) - 1)]
+        self.reads += 1
+        return state
+
+
+def _with(obj: dict[str, Any], annotations: dict[str, str], stalled: str | None = None) -> dict[str, Any]:
+    changed: dict[str, Any] = json.loads(json.dumps(obj))
+    changed["metadata"]["annotations"] = annotations
+    if stalled:
+        changed["status"]["conditions"].append(
+            {"type": "Stalled", "status": "True", "reason": stalled, "message": "version 9 does not exist"}
+        )
+    return changed
+
+
+def test_a_refused_request_is_withdrawn(capsys: pytest.CaptureFixture[str]) -> None:
+    base = _alias("prod", version=None, resolved=3, previous=2)
+    asked = {"promptalias.io/rollback-to": "9"}
+    fake = ScriptedCluster([base, _with(base, asked), _with(base, asked, stalled="VersionNotFound")])
+    with pytest.raises(cli.CliError) as info:
+        cli.cmd_rollback(_args(["rollback", "prod", "--to", "9"]), fake)  # type: ignore[arg-type]
+    assert info.value.code == cli.EXIT_PENDING
+    assert "refused the request (VersionNotFound: version 9 does not exist)" in str(info.value)
+    assert "withdrawn" in str(info.value)
+    assert fake.patches == [
+        {"metadata": {"annotations": {"promptalias.io/rollback-to": "9"}}},
+        {"metadata": {"annotations": {"promptalias.io/rollback-to": None}}},
+    ]
+
+
+def test_a_performed_request_succeeds(capsys: pytest.CaptureFixture[str]) -> None:
+    base = _alias("prod", version=None, resolved=3, previous=2)
+    done = _alias("prod", version=None, resolved=2, previous=3)
+    fake = ScriptedCluster([base, _with(base, {"promptalias.io/rollback-to": "2"}), done])
+    assert cli.cmd_rollback(_args(["rollback", "prod"]), fake) == cli.EXIT_OK  # type: ignore[arg-type]
+    assert "version 3 → 2" in capsys.readouterr().out
+
+
+def test_an_unanswered_request_times_out_saying_how_to_cancel() -> None:
+    base = _alias("prod", version=None, resolved=3, previous=2)
+    fake = ScriptedCluster([base, _with(base, {"promptalias.io/rollback-to": "2"})])
+    with pytest.raises(cli.CliError) as info:
+        cli.cmd_rollback(_args(["rollback", "prod", "--timeout", "0.3"]), fake)  # type: ignore[arg-type]
+    assert info.value.code == cli.EXIT_PENDING
+    assert "did not act on the request within 0.3s" in str(info.value)
+    assert "promptalias.io/rollback-to-" in str(info.value)
+
+
+def test_a_consumed_request_with_another_result_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "CONSUMED_GRACE_S", 0.1)
+    blocked = _alias("prod", resolved=None, ready=("False", "OwnedElsewhere"))
+    fake = ScriptedCluster([blocked, _with(blocked, {"promptalias.io/takeover": "true"}), blocked])
+    with pytest.raises(cli.CliError) as info:
+        cli.cmd_takeover(_args(["takeover", "prod"]), fake)  # type: ignore[arg-type]
+    assert "took the request, but the result is not the one asked for" in str(info.value)
+    assert "Ready=False OwnedElsewhere" in str(info.value)
+
+
 # ---- argument parsing and error reporting -----------------------------------------------------------
 
 

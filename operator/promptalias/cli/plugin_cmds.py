@@ -47,10 +47,7 @@ FIELD_MANAGER: Final = "kubectl-promptalias"
 FOLLOW: Final = "follow"
 NONE: Final = "<none>"
 DEFAULT_WAIT_S: Final = 60.0
-# Reasons that mean "retrying will not help": a request that ends in one of them has failed.
-_STALLED_REASONS: Final = frozenset(
-    {"VersionNotFound", "PolicyViolation", "Conflict", "OwnedElsewhere", "InvalidRegistry"}
-)
+CONSUMED_GRACE_S: Final = 5.0  # a consumed request's result shows in status moments later
 
 GET_HEADERS: Final = ("NAMESPACE", "NAME", "PROMPT", "ALIAS", "DESIRED", "RESOLVED", "READY", "REASON", "AGE")
 HISTORY_HEADERS: Final = ("TIME", "REASON", "FROM→TO", "ACTOR", "MESSAGE")
@@ -660,13 +657,63 @@ def _ready_text(obj: Mapping[str, Any]) -> str:
     return f"Ready={ready.get('status')} {ready.get('reason')}: {ready.get('message')}"
 
 
-def _newly_stalled(obj: Mapping[str, Any], since: datetime) -> Mapping[str, Any] | None:
-    """A Stalled condition set by the operator after `since` (a request it refused)."""
+def _stalled(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) of a Stalled=True condition, or None."""
     stalled = find_condition(obj, "Stalled")
-    if stalled is None or stalled.get("status") != "True" or stalled.get("reason") not in _STALLED_REASONS:
+    if stalled is None or stalled.get("status") != "True":
         return None
-    changed = parse_time(stalled.get("lastTransitionTime"))
-    return stalled if changed is not None and changed >= since.replace(microsecond=0) else None
+    return str(stalled.get("reason")), str(stalled.get("message"))
+
+
+def _one_shot(
+    cluster: _Cluster,
+    obj: Mapping[str, Any],
+    annotation: str,
+    value: str,
+    succeeded: Callable[[Mapping[str, Any]], bool],
+    timeout_s: float,
+) -> Mapping[str, Any]:
+    """Ask the operator for a one-shot action (an annotation it performs and then removes) and wait
+    until it is done. A Stalled condition that appears while the request is pending is a refusal:
+    the request is withdrawn so that it cannot wedge the resource, and the reason is reported."""
+    namespace = str(_dig(obj, "metadata", "namespace"))
+    name = str(_dig(obj, "metadata", "name"))
+    stalled_before = _stalled(obj)
+    cluster.patch_alias(namespace, name, {"metadata": {"annotations": {annotation: value}}})
+    deadline = time.monotonic() + timeout_s
+    consumed: float | None = None
+    while True:
+        current = cluster.get_alias(namespace, name)
+        pending = annotation in _annotations(current)
+        if not pending and succeeded(current):
+            return current
+        stalled = _stalled(current)
+        if pending and stalled is not None and stalled != stalled_before:
+            cluster.patch_alias(namespace, name, {"metadata": {"annotations": {annotation: None}}})
+            raise CliError(
+                f"the operator refused the request ({stalled[0]}: {stalled[1]})",
+                f"the request was withdrawn ({annotation} removed); fix the cause and try again",
+                code=EXIT_PENDING,
+            )
+        now = time.monotonic()
+        if not pending:
+            # Consumed; the status is written just after. Give it a moment, then say what happened.
+            consumed = consumed or now
+            if now - consumed > CONSUMED_GRACE_S:
+                raise CliError(
+                    f"the operator took the request, but the result is not the one asked for "
+                    f"({_ready_text(current)})",
+                    f"see the Events: kubectl describe promptalias {name} -n {namespace}",
+                    code=EXIT_PENDING,
+                )
+        elif now >= deadline:
+            raise CliError(
+                f"the operator did not act on the request within {timeout_s:g}s ({_ready_text(current)})",
+                f"check that the operator runs; the request stays in the annotation {annotation} "
+                f"(cancel it: kubectl annotate promptalias {name} -n {namespace} {annotation}-)",
+                code=EXIT_PENDING,
+            )
+        time.sleep(0.2)
 
 
 def _wait(
@@ -727,29 +774,20 @@ def _rollback_follow(
     if current == target:
         print(f"{uri} already points at version {target}; nothing to roll back")
         return EXIT_OK
-    asked = _now()
-    request = {"metadata": {"annotations": {ROLLBACK_ANNOTATION: str(target)}}}
-    cluster.patch_alias(namespace, args.name, request)
-    print(f"requested rollback of {uri} to version {target} (follow mode: the operator moves the alias)")
+    value = str(target)
     if args.no_wait:
+        request = {"metadata": {"annotations": {ROLLBACK_ANNOTATION: value}}}
+        cluster.patch_alias(namespace, args.name, request)
+        print(f"requested rollback of {uri} to version {target} (the operator moves the MLflow alias)")
         return EXIT_OK
-
-    def done(o: Mapping[str, Any]) -> bool:
-        return ROLLBACK_ANNOTATION not in _annotations(o) and _dig(o, "status", "resolvedVersion") == target
-
-    def failed(o: Mapping[str, Any]) -> str | None:
-        stalled = _newly_stalled(o, asked)
-        return f"the operator refused the rollback: {stalled.get('message')}" if stalled else None
-
-    _wait(
+    print(f"requested rollback of {uri} to version {target} (the operator moves the MLflow alias)")
+    _one_shot(
         cluster,
-        namespace,
-        args.name,
-        done,
-        failed,
+        obj,
+        ROLLBACK_ANNOTATION,
+        value,
+        lambda o: _dig(o, "status", "resolvedVersion") == target,
         args.timeout,
-        f"check that the operator runs; the request stays in the annotation {ROLLBACK_ANNOTATION} "
-        f"(cancel it: kubectl annotate promptalias {args.name} -n {namespace} {ROLLBACK_ANNOTATION}-)",
     )
     print(f"rolled back {uri}: version {_text(current)} → {target} (MLflow alias moved; history: Rollback)")
     return EXIT_OK
@@ -829,29 +867,18 @@ def cmd_takeover(args: argparse.Namespace, cluster: _Cluster) -> int:
         print(f"{ref} is not blocked by another owner ({_ready_text(obj)}); nothing to take over")
         return EXIT_OK
     previous_owner = _dig(obj, "status", "owner")
-    cluster.patch_alias(namespace, args.name, {"metadata": {"annotations": {TAKEOVER_ANNOTATION: "true"}}})
     print(f"requested takeover of {ref}" + (f" from {previous_owner}" if previous_owner else ""))
+    if args.no_wait:
+        cluster.patch_alias(
+            namespace, args.name, {"metadata": {"annotations": {TAKEOVER_ANNOTATION: "true"}}}
+        )
+        return EXIT_OK
 
-    def done(o: Mapping[str, Any]) -> bool:
+    def taken(o: Mapping[str, Any]) -> bool:
         ready = find_condition(o, "Ready") or {}
-        return TAKEOVER_ANNOTATION not in _annotations(o) and ready.get("reason") != "OwnedElsewhere"
+        return ready.get("status") == "True"
 
-    def failed(o: Mapping[str, Any]) -> str | None:
-        ready = find_condition(o, "Ready") or {}
-        if TAKEOVER_ANNOTATION not in _annotations(o) and ready.get("reason") == "OwnedElsewhere":
-            return f"the takeover was consumed but the alias is still owned elsewhere: {ready.get('message')}"
-        return None
-
-    result = _wait(
-        cluster,
-        namespace,
-        args.name,
-        done,
-        failed,
-        args.timeout,
-        f"check that the operator runs; the request stays in the annotation {TAKEOVER_ANNOTATION} "
-        f"(cancel it: kubectl annotate promptalias {args.name} -n {namespace} {TAKEOVER_ANNOTATION}-)",
-    )
+    result = _one_shot(cluster, obj, TAKEOVER_ANNOTATION, "true", taken, args.timeout)
     print(f"took over {ref}: {_ready_text(result)}")
     return EXIT_OK
 
