@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from promptalias import __version__
-from promptalias.cli import experiment_cmd, operator_cmd, plugin_cmds, testbed_cmd
+from promptalias.cli import demo_cmd, experiment_cmd, operator_cmd, plugin_cmds, testbed_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"promptalias {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     operator_cmd.add_parser(subparsers)
+    demo_cmd.add_parser(subparsers)
     testbed_cmd.add_parser(subparsers)
     plugin_cmds.add_parser(subparsers)
     experiment_cmd.add_parser(subparsers)

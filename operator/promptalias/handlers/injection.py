@@ -82,7 +82,6 @@ def _self_signed(host: str) -> tuple[str, str]:
     return str(directory / "tls.crt"), str(directory / "tls.key")
 
 
-@kopf.on.mutate("", "v1", "pods", id="inject-sidecar", operation="CREATE", ignore_failures=False)
 def inject_sidecar(spec: kopf.Spec, meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
     """Add the promptalias sidecar, the shared prompts volume and the client settings."""
     settings = InjectionSettings(image=os.environ.get(IMAGE_ENV, InjectionSettings.image))
@@ -92,3 +91,13 @@ def inject_sidecar(spec: kopf.Spec, meta: kopf.Meta, patch: kopf.Patch, **_: Any
     for field, value in changes.items():
         patch.spec[field] = value
     patch.metadata.setdefault("annotations", {})[INJECTED_ANNOTATION] = "true"
+
+
+# kopf refuses to start when admission handlers exist without an admission server, so the webhook
+# is registered only when the operator serves one (`promptalias operator --webhook-listen`, which
+# sets the variable before this module is imported).
+if os.environ.get(LISTEN_ENV):
+    # failurePolicy Ignore: an operator outage must never block pod creation in the cluster.
+    kopf.on.mutate("", "v1", "pods", id="inject-sidecar", operation="CREATE", ignore_failures=True)(
+        inject_sidecar
+    )
