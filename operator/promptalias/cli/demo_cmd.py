@@ -243,8 +243,8 @@ def run(args: argparse.Namespace) -> int:
             "--type=merge",
             "-p",
             json.dumps({"spec": {"version": target}}),
-            started=time.monotonic(),
         )
+        started = time.monotonic()
         _wait(f"the app to serve version {target}", lambda t=target: _get_json(app)["version"] == t)
         elapsed_ms = (time.monotonic() - started) * 1000
         alias_now = client.get_prompt_version_by_alias(PROMPT, "production").version
