@@ -95,6 +95,9 @@ class ExperimentState:
     entries: dict[str, ExperimentEntry] = field(default_factory=dict)
     workers: dict[str, Worker] = field(default_factory=dict)
     published: dict[tuple[str, str], str] = field(default_factory=dict)  # (ns, baseline) -> uid
+    # uid -> (registry, prompt) of the last pass: deletion still finds MLflow when the baseline or
+    # the registry went first (a namespace being deleted removes them in any order).
+    targets: dict[str, tuple[KnownRegistry, str]] = field(default_factory=dict)
 
     def worker(self, uid: str) -> Worker:
         if uid not in self.workers:
@@ -459,6 +462,7 @@ class ExperimentPass:
     ) -> PassResult:
         spec = self.exp.spec
         cand_alias, cand_version = spec.candidate.alias, spec.candidate.version
+        self.state.targets[self.uid] = (known, baseline.prompt)
         holder = winner(self.world.claims(), (known.endpoint, baseline.prompt, cand_alias))
         if holder is not None:
             return await self._stalled(
@@ -728,31 +732,18 @@ async def experiment_deleted(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, 
             message=f"{ABANDON_ANNOTATION}=true: candidate alias {spec.candidate.alias} left in MLflow",
         )
         return
-    try:
-        baseline_body = await world.kube.get_custom(PromptAlias.PLURAL, namespace, spec.baseline.name)
-    except KubeError as exc:
+    target = await _deletion_target(world, state, uid, namespace, spec.baseline.name)
+    if isinstance(target, str):
         kopf.event(
             body,
             type="Warning",
             reason="AliasLeftInMLflow",
-            message=f"baseline PromptAlias {spec.baseline.name} unavailable ({exc}); candidate alias "
-            f"{spec.candidate.alias} was not touched",
+            message=f"{target}; candidate alias {spec.candidate.alias} was not touched",
         )
         return
-    baseline = PromptAlias.from_body(baseline_body)
-    known = resolve_registry(
-        baseline.spec.registry_ref, namespace, world.namespaces.get(namespace), world.registries
-    )
-    if isinstance(known, Unresolved):
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasLeftInMLflow",
-            message=f"registry unavailable ({known.message}); candidate alias {spec.candidate.alias} left",
-        )
-        return
+    known, prompt = target
     me = Owner(world.cluster, namespace, f"promptexperiment/{meta.get('name')}")
-    prompt, alias = baseline.spec.prompt, spec.candidate.alias
+    alias = spec.candidate.alias
     try:
         client = await world.client(known)
         mlflow_state = await client.get_prompt(prompt)
@@ -771,7 +762,7 @@ async def experiment_deleted(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, 
                 await client.delete_prompt_tag(prompt, owner_tag_key(alias))
             world.snapshots.pop((known.endpoint, prompt), None)
     except PromptNotFound:
-        return
+        pass
     except (InvalidRegistryConfig, RegistryError) as exc:
         elapsed = _since_deletion(meta)
         if isinstance(exc, RegistryUnavailable) and elapsed < DELETION_TIMEOUT_S:
@@ -787,6 +778,25 @@ async def experiment_deleted(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, 
             reason="AliasLeftInMLflow",
             message=f"gave up removing candidate alias {alias} after {elapsed:.0f}s: {exc}",
         )
+    state.targets.pop(uid, None)
+
+
+async def _deletion_target(
+    world: World, state: ExperimentState, uid: str, namespace: str, baseline: str
+) -> tuple[KnownRegistry, str] | str:
+    """(registry, prompt) of the candidate alias, or why it cannot be found."""
+    cached = state.targets.get(uid)
+    try:
+        body = await world.kube.get_custom(PromptAlias.PLURAL, namespace, baseline)
+    except KubeError as exc:
+        return cached if cached is not None else f"baseline PromptAlias {baseline} unavailable ({exc})"
+    pa = PromptAlias.from_body(body)
+    known = resolve_registry(
+        pa.spec.registry_ref, namespace, world.namespaces.get(namespace), world.registries
+    )
+    if isinstance(known, Unresolved):
+        return cached if cached is not None else f"registry unavailable ({known.message})"
+    return known, pa.spec.prompt
 
 
 def _since_deletion(meta: Mapping[str, Any]) -> float:

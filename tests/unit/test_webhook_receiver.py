@@ -1,0 +1,236 @@
+"""The webhook receiver's HTTP answers and its refresh, over loopback, with a stand-in World.
+
+The stand-in holds only what the receiver reads (registries, a Secret, the PromptAliases of a
+prompt, an MLflow client answering get_prompt); the real thing is exercised end to end in
+tests/integration/test_webhook_operator.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+
+from promptalias.api.promptalias import RegistryKind
+from promptalias.api.registry import PromptRegistrySpec
+from promptalias.handlers.state import Snapshot
+from promptalias.handlers.webhooks import CLUSTER_SCOPE, PATH_PREFIX, Receiver, webhook_url
+from promptalias.reconcile.registry import KnownRegistry, RegistryKey
+from promptalias.registry import PromptState
+from promptalias.registry.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from promptalias.testbed.ports import free_port
+
+SECRET = "hook-secret"
+KEY = RegistryKey(RegistryKind.PROMPT_REGISTRY, "billing", "mlflow")
+ENDPOINT = "http://mlflow.example:5000"
+
+
+class StubKube:
+    def __init__(self) -> None:
+        self.secret = SECRET
+        self.reads = 0
+
+    async def read_secret(self, namespace: str, name: str) -> tuple[str, dict[str, bytes]]:
+        assert (namespace, name) == ("billing", "hook")
+        self.reads += 1
+        return "1", {"secret": (self.secret + "\n").encode()}
+
+
+class StubClient:
+    def __init__(self) -> None:
+        self.aliases = {"production": 3}
+        self.reads = 0
+
+    async def get_prompt(self, name: str) -> PromptState:
+        self.reads += 1
+        return PromptState(name, dict(self.aliases), {}, True)
+
+
+@dataclass
+class StubWorld:
+    kube: StubKube = field(default_factory=StubKube)
+    mlflow: StubClient = field(default_factory=StubClient)
+    registries: dict[RegistryKey, KnownRegistry] = field(default_factory=dict)
+    snapshots: dict[tuple[str, str], Snapshot] = field(default_factory=dict)
+    poked: list[str] = field(default_factory=list)
+
+    def uids_where(self, *, endpoint: str, prompt: str) -> list[str]:
+        return ["uid-1"] if (endpoint, prompt) == (ENDPOINT, "invoice-parser") else []
+
+    async def client(self, known: KnownRegistry) -> StubClient:
+        return self.mlflow
+
+    def poke(self, uids: list[str], *, fresh: bool) -> None:
+        self.poked.extend(uids)
+
+    def poll_trigger(self, endpoint: str) -> asyncio.Event:
+        raise AssertionError("the direct refresh worked; no poll needed")
+
+
+def world_with(webhook: dict[str, Any] | None) -> StubWorld:
+    spec: dict[str, Any] = {"trackingUri": ENDPOINT}
+    if webhook is not None:
+        spec["webhook"] = webhook
+    world = StubWorld()
+    world.registries[KEY] = KnownRegistry(KEY, PromptRegistrySpec.model_validate(spec), "uid", 1)
+    return world
+
+
+ENABLED = {"enabled": True, "secretRef": {"name": "hook"}}
+
+
+def delivery(
+    prompt: str = "invoice-parser", *, secret: str = SECRET, age_s: float = 0, version: str = "4"
+) -> tuple[dict[str, str], bytes]:
+    body = json.dumps(
+        {
+            "entity": "prompt_alias",
+            "action": "created",
+            "data": {"name": prompt, "alias": "production", "version": version},
+        }
+    ).encode()
+    delivery_id, stamp = str(uuid.uuid4()), str(int(time.time() - age_s))
+    headers = {
+        "Content-Type": "application/json",
+        DELIVERY_ID_HEADER: delivery_id,
+        TIMESTAMP_HEADER: stamp,
+        SIGNATURE_HEADER: sign(secret, delivery_id, stamp, body),
+    }
+    return headers, body
+
+
+Post = Callable[[str, dict[str, str], bytes], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+def serve(world: StubWorld, check: Callable[[Receiver, Post], Awaitable[None]]) -> None:
+    async def main() -> None:
+        receiver = Receiver(world, object())  # type: ignore[arg-type]
+        runner = aiohttp.web.AppRunner(receiver.app())
+        await runner.setup()
+        port = free_port()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def post(path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+                    url = f"http://127.0.0.1:{port}{PATH_PREFIX}/{path}"
+                    async with session.post(url, data=body, headers=headers) as response:
+                        return response.status, await response.json()
+
+                await check(receiver, post)
+        finally:
+            await receiver.close()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def test_genuine_delivery_refreshes_the_prompt_and_wakes_its_workers() -> None:
+    world = world_with(ENABLED)
+    world.snapshots[(ENDPOINT, "invoice-parser")] = Snapshot(
+        PromptState("invoice-parser", {"production": 2}, {}, True), 0
+    )
+
+    async def check(receiver: Receiver, post: Post) -> None:
+        status, answer = await post("billing/mlflow", *delivery())
+        assert (status, answer) == (200, {"status": "accepted"})
+        for _ in range(100):
+            if world.poked:
+                break
+            await asyncio.sleep(0.01)
+        assert world.poked == ["uid-1"]
+        assert world.snapshots[(ENDPOINT, "invoice-parser")].state == PromptState(
+            "invoice-parser", {"production": 3}, {}, True
+        )
+        # Same aliases again: a read, but nobody is woken.
+        status, _ = await post("billing/mlflow", *delivery())
+        assert status == 200
+        await asyncio.sleep(0.05)
+        assert world.poked == ["uid-1"]
+        assert world.mlflow.reads == 2
+        # A prompt no PromptAlias uses is not even read.
+        status, _ = await post("billing/mlflow", *delivery("someone-elses"))
+        assert status == 200
+        await asyncio.sleep(0.05)
+        assert world.mlflow.reads == 2
+        assert receiver.accepted == 3
+
+    serve(world, check)
+
+
+def test_forged_unsigned_and_replayed_deliveries_are_refused() -> None:
+    world = world_with(ENABLED)
+
+    async def check(receiver: Receiver, post: Post) -> None:
+        headers, body = delivery()
+        unsigned = {k: v for k, v in headers.items() if k != SIGNATURE_HEADER}
+        assert (await post("billing/mlflow", unsigned, body))[0] == 401
+        assert (await post("billing/mlflow", *delivery(secret="guessed")))[0] == 401
+        tampered = body.replace(b'"4"', b'"9"')
+        assert (await post("billing/mlflow", headers, tampered))[0] == 401
+        status, answer = await post("billing/mlflow", *delivery(age_s=3600))
+        assert (status, answer["error"]) == (400, "StaleTimestamp")
+        assert (await post("billing/mlflow", headers, body))[0] == 200
+        status, answer = await post("billing/mlflow", headers, body)
+        assert (status, answer["error"]) == (400, "Replayed")
+        assert (await post(f"{CLUSTER_SCOPE}/mlflow", *delivery()))[0] == 404
+        assert (await post("other/mlflow", *delivery()))[0] == 404
+        assert (await post("billing/mlflow", headers, b"x" * 70_000))[0] == 413
+        assert receiver.accepted == 1
+        assert dict(receiver.rejected) == {
+            "Unsigned": 1,
+            "BadSignature": 2,
+            "StaleTimestamp": 1,
+            "Replayed": 1,
+            "UnknownRegistry": 2,
+            "TooLarge": 1,
+        }
+        assert world.mlflow.reads == 1  # only the genuine delivery led to a read
+
+    serve(world, check)
+
+
+def test_disabled_webhook_is_not_an_endpoint() -> None:
+    world = world_with({"enabled": False})
+
+    async def check(receiver: Receiver, post: Post) -> None:
+        assert (await post("billing/mlflow", *delivery()))[0] == 404
+
+    serve(world, check)
+
+
+def test_a_rotated_secret_is_read_again_before_refusing() -> None:
+    world = world_with(ENABLED)
+
+    async def check(receiver: Receiver, post: Post) -> None:
+        assert (await post("billing/mlflow", *delivery()))[0] == 200
+        world.kube.secret = "rotated"
+        receiver.secrets[KEY].fetched -= 10  # the cached copy is a few seconds old
+        assert (await post("billing/mlflow", *delivery(secret="rotated")))[0] == 200
+        assert world.kube.reads == 2
+        # A wrong signature right after a re-read is refused without reading again.
+        assert (await post("billing/mlflow", *delivery(secret="guessed")))[0] == 401
+        assert world.kube.reads == 2
+
+    serve(world, check)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (KEY, "https://hooks.example/mlflow/webhook/billing/mlflow"),
+        (
+            RegistryKey(RegistryKind.CLUSTER_PROMPT_REGISTRY, None, "shared"),
+            "https://hooks.example/mlflow/webhook/_cluster/shared",
+        ),
+    ],
+)
+def test_webhook_urls(key: RegistryKey, expected: str) -> None:
+    assert webhook_url("https://hooks.example/mlflow/webhook/", key) == expected
