@@ -26,6 +26,7 @@ from promptalias.api.duration import parse_duration
 from promptalias.api.experiment import ExperimentPhase, PromptExperiment, PromptExperimentStatus
 from promptalias.api.promptalias import PromptAlias
 from promptalias.api.types import GROUP, VERSION
+from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.alias import actor_from_managed_fields
@@ -501,6 +502,7 @@ class ExperimentPass:
             if mark is None:
                 await client.set_prompt_tag(baseline.prompt, owner_tag_key(cand_alias), self.me.to_tag())
             await client.set_alias(baseline.prompt, cand_alias, cand_version)
+            METRICS.alias_writes["CandidateSet"] += 1
             tag_key, tag_value = audit_tag(cand_alias, by=str(self.me), at=self.now, replaced=current)
             await client.set_version_tag(baseline.prompt, cand_version, tag_key, tag_value)
             self._remember_alias(known, state, cand_alias, cand_version, claim=mark is None)
@@ -547,6 +549,7 @@ class ExperimentPass:
                 previous = state.aliases.get(baseline.alias)
                 if previous != cand_version:
                     await client.set_alias(baseline.prompt, baseline.alias, cand_version)
+                    METRICS.alias_writes["Promoted"] += 1
                     tag_key, tag_value = audit_tag(
                         baseline.alias, by=str(self.me), at=self.now, replaced=previous
                     )
