@@ -333,9 +333,8 @@ def test_a_follower_sees_moves_made_by_a_pinned_resource_of_the_same_operator(be
     bed.wait_resolved("follower", 1)
     bed.patch("pinned", {"spec": {"version": 2}})
     bed.wait_resolved("pinned", 2)
-    started = time.monotonic()
-    bed.wait_projected("follower", 2, timeout=25)
-    assert time.monotonic() - started < 4, "the follower lagged more than two polls behind the writer"
+    # Two polls of 2 s and the reconcile, with room to spare; today it takes 20 s.
+    bed.wait_projected("follower", 2, timeout=6)
 
 
 def test_switching_between_pinned_and_follow_is_safe(bed: Bed) -> None:
