@@ -182,6 +182,11 @@ def _publish(
 ) -> None:
     """Put (or, with None, take) the split into the baseline's projection; wake its worker if changed."""
     key = (namespace, baseline)
+    for stale in [k for k, owner in state.published.items() if owner == uid and k != key]:
+        # spec.baseline was changed: the previous baseline serves without the split again.
+        state.published.pop(stale, None)
+        world.experiments.pop(stale, None)
+        world.poke(_baseline_uids(world, *stale), fresh=False)
     if block is None:
         if state.published.get(key) != uid:
             return

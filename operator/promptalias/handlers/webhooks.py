@@ -62,6 +62,9 @@ CLUSTER_SCOPE = "_cluster"  # namespaces never start with "_", so this path segm
 MAX_BODY_BYTES = 64 * 1024
 SECRET_TTL_S = 30.0
 SECRET_REREAD_ON_FAILURE_S = 2.0
+# MLflow keeps signing with the old secret until the registration catches up (up to CHECK_S) and
+# its webhook cache expires (MLFLOW_WEBHOOK_CACHE_TTL, 60 s): accept the old one meanwhile.
+ROTATION_GRACE_S = 300.0
 CHECK_S = 60.0  # how often the registration is compared with the spec and the Secret
 FULL_CHECK_S = 600.0  # how often MLflow's list is read even when nothing seems to have changed
 MAX_BACKOFF_S = 300.0
@@ -75,6 +78,11 @@ REMOVE_TIMEOUT_S = 10.0
 class _Secret:
     value: str
     fetched: float
+    previous: str | None = None  # the value before a rotation, accepted for ROTATION_GRACE_S
+    previous_until: float = 0.0
+
+    def candidates(self, now: float) -> list[str]:
+        return [self.value] + ([self.previous] if self.previous and now < self.previous_until else [])
 
 
 @dataclass
@@ -123,13 +131,13 @@ class Receiver:
         try:
             secret = await self._secret(known)
             try:
-                verify_delivery(secret.value, headers, body, guard=self.guard)
+                self._verify(secret, headers, body)
             except DeliveryRejected as exc:
                 # The Secret may have been rotated moments ago: read it again once before refusing.
                 if exc.status != 401 or time.monotonic() - secret.fetched < SECRET_REREAD_ON_FAILURE_S:
                     raise
                 secret = await self._secret(known, force=True)
-                verify_delivery(secret.value, headers, body, guard=self.guard)
+                self._verify(secret, headers, body)
             event = parse_delivery(body)
         except DeliveryRejected as exc:
             log.warning(
@@ -153,6 +161,17 @@ class Receiver:
         self._schedule(known, event.prompt)
         return web.json_response({"status": "accepted"})
 
+    def _verify(self, secret: _Secret, headers: Mapping[str, str], body: bytes) -> None:
+        values = secret.candidates(time.monotonic())
+        for value in values[:-1]:
+            try:
+                verify_delivery(value, headers, body, guard=self.guard)
+                return
+            except DeliveryRejected as exc:
+                if exc.status != 401:
+                    raise
+        verify_delivery(values[-1], headers, body, guard=self.guard)
+
     def _reject(self, status: int, reason: str, message: str) -> web.Response:
         self.rejected[reason] += 1
         return web.json_response({"error": reason, "message": message}, status=status)
@@ -162,7 +181,12 @@ class Receiver:
         if cached is not None and not force and time.monotonic() - cached.fetched < SECRET_TTL_S:
             return cached
         value = await read_webhook_secret(self.world, known)
-        secret = _Secret(value, time.monotonic())
+        now = time.monotonic()
+        secret = _Secret(value, now)
+        if cached is not None and cached.value != value:
+            secret.previous, secret.previous_until = cached.value, now + ROTATION_GRACE_S
+        elif cached is not None:
+            secret.previous, secret.previous_until = cached.previous, cached.previous_until
         self.secrets[known.key] = secret
         return secret
 
