@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -453,14 +456,22 @@ def test_long_release_names_are_truncated_to_dns_labels(chart_helm: Helm) -> Non
 
 def test_webhook_path_and_rules_match_the_operators_admission_handler(chart_helm: Helm) -> None:
     """kopf serves each admission handler at /<handler id>: the chart must call that path."""
-    import kopf
-
-    import promptalias.handlers  # noqa: F401 - registers the handlers
-
-    handlers = [h for h in kopf.get_default_registry()._webhooks.get_all_handlers() if h.reason == "mutating"]
+    # The operator registers its mutating handler only when it serves webhooks (--webhook-listen
+    # sets this variable); a fresh interpreter keeps this process's kopf registry untouched.
+    probe = (
+        "import json, kopf, promptalias.handlers; "
+        "print(json.dumps([[h.id, sorted(h.operations or [])] "
+        "for h in kopf.get_default_registry()._webhooks.get_all_handlers() if h.reason == 'mutating']))"
+    )
+    env = {**os.environ, "PROMPTALIAS_ADMISSION_LISTEN": "127.0.0.1:9443"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    handlers = json.loads(result.stdout.strip().splitlines()[-1])
     (webhook,) = one(render(chart_helm, webhook={"enabled": True}), "MutatingWebhookConfiguration")[
         "webhooks"
     ]
-    assert [f"/{h.id}" for h in handlers] == [webhook["clientConfig"]["service"]["path"]]
-    (handler,) = handlers
-    assert sorted(handler.operations or []) == webhook["rules"][0]["operations"]
+    assert handlers == [
+        [webhook["clientConfig"]["service"]["path"].lstrip("/"), webhook["rules"][0]["operations"]]
+    ]
