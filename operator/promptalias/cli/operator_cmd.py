@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
 
 
@@ -35,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="receive MLflow prompt-alias webhooks on HOST:PORT",
     )
     add("--mlflow-webhook-url", metavar="URL", help="the URL MLflow calls to reach --mlflow-webhook-listen")
+    add("--priority", type=int, help="kopf peering priority (default: random, so that replicas differ)")
+    add("--peering-lifetime", type=int, default=60, help="seconds a silent peer counts as alive (default 60)")
     add("--cluster-id", help="identity written into MLflow owner tags (default: uid of kube-system)")
     add("--log-format", choices=["text", "json"], default="text")
     add("--verbose", "-v", action="store_true")
@@ -79,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     import promptalias.handlers  # noqa: F401 - registers the handlers
 
     liveness = f"http://{args.health_listen}/healthz" if args.health_listen else None
+    # kopf pauses *every* peer when two share the highest priority, so replicas must differ: a
+    # random priority makes exactly one active; standbys take over when its keep-alive lapses.
+    priority = args.priority if args.priority is not None else secrets.randbelow(2**31 - 2) + 1
+    os.environ["PROMPTALIAS_PEERING_LIFETIME"] = str(args.peering_lifetime)
     kopf.run(
+        priority=priority,
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=args.standalone,

@@ -45,6 +45,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
+    settings.peering.lifetime = int(os.environ.get("PROMPTALIAS_PEERING_LIFETIME", "60"))
     kube = Kube.from_environment()
     cluster = os.environ.get(CLUSTER_ID_ENV) or await kube.cluster_uid()
     world = World(kube, cluster)

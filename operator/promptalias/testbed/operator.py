@@ -36,7 +36,7 @@ class OperatorProcess:
             "-m",
             "promptalias.cli.main",
             "operator",
-            "--standalone",
+            *(() if "--peering" in self.extra else ("--standalone",)),
             f"--health-listen=127.0.0.1:{self.health_port}",
             *self.extra,
         ]
