@@ -344,6 +344,9 @@ class FakeCluster:
     def close(self) -> None:
         pass
 
+    def latest_warning(self, namespace: str, name: str, since: datetime) -> str | None:
+        return "OwnedElsewhere: still owned by cluster-a/billing/prod"
+
 
 def _args(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(argv)
@@ -464,6 +467,7 @@ def test_a_consumed_request_with_another_result_is_reported(monkeypatch: pytest.
         cli.cmd_takeover(_args(["takeover", "prod"]), fake)  # type: ignore[arg-type]
     assert "took the request, but the result is not the one asked for" in str(info.value)
     assert "Ready=False OwnedElsewhere" in str(info.value)
+    assert "last warning: OwnedElsewhere: still owned by cluster-a/billing/prod" in str(info.value)
 
 
 # ---- argument parsing and error reporting -----------------------------------------------------------

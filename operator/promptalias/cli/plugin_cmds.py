@@ -509,6 +509,27 @@ class _Cluster:
         )
         return got
 
+    def latest_warning(self, namespace: str, name: str, since: datetime) -> str | None:
+        """`reason: message` of the newest Warning Event about the PromptAlias since `since`."""
+        from kubernetes import client
+
+        try:
+            events = self._call(
+                "list Events",
+                client.CoreV1Api(self.api_client).list_namespaced_event,
+                namespace,
+                field_selector=f"involvedObject.name={name},involvedObject.kind=PromptAlias,type=Warning",
+            )
+        except CliError:
+            return None  # a hint only: lacking RBAC for Events must not hide the real message
+        found = []
+        for event in events.items:
+            stamp = event.last_timestamp or event.event_time or event.first_timestamp
+            stamp = parse_time(stamp)
+            if stamp is not None and stamp >= since.replace(microsecond=0):
+                found.append((stamp, f"{event.reason}: {' '.join(str(event.message or '').split())}"))
+        return max(found)[1] if found else None
+
     def get_registry(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         if kind == "ClusterPromptRegistry":
             got = self._call(
@@ -679,6 +700,7 @@ def _one_shot(
     namespace = str(_dig(obj, "metadata", "namespace"))
     name = str(_dig(obj, "metadata", "name"))
     stalled_before = _stalled(obj)
+    asked = _now()
     cluster.patch_alias(namespace, name, {"metadata": {"annotations": {annotation: value}}})
     deadline = time.monotonic() + timeout_s
     consumed: float | None = None
@@ -700,9 +722,10 @@ def _one_shot(
             # Consumed; the status is written just after. Give it a moment, then say what happened.
             consumed = consumed or now
             if now - consumed > CONSUMED_GRACE_S:
+                warning = cluster.latest_warning(namespace, name, asked)
                 raise CliError(
                     f"the operator took the request, but the result is not the one asked for "
-                    f"({_ready_text(current)})",
+                    f"({_ready_text(current)})" + (f"; last warning: {warning}" if warning else ""),
                     f"see the Events: kubectl describe promptalias {name} -n {namespace}",
                     code=EXIT_PENDING,
                 )
