@@ -352,6 +352,7 @@ def test_secret_rotation_and_registry_deletion(
     hook_namespace: str,
     hook_operator: tuple[OperatorProcess, str],
 ) -> None:
+    _, receiver = hook_operator
     ns, uri = hook_namespace, hooked_mlflow.uri
     apply_yaml(testbed, secret_yaml(ns, SECRET))
     apply_yaml(testbed, registry_yaml(ns, "hooked", uri, "60s", webhook=True))
@@ -361,7 +362,9 @@ def test_secret_rotation_and_registry_deletion(
     apply_yaml(testbed, alias_yaml(ns, "rotated", "hooked", prompt, 1))
     wait_synced(testbed, ns, "rotated", uri, prompt, 1)
 
-    # A new secret: the registration follows (same webhook, new fingerprint), deliveries still verify.
+    # A new secret: the registration follows (same webhook, new fingerprint), deliveries still verify,
+    # MLflow's test delivery with the new secret included (the receiver learns it before MLflow).
+    before = receiver_counts(receiver)["rejected"].get("BadSignature", 0)
     apply_yaml(testbed, secret_yaml(ns, SECRET + "-rotated"))
     testbed.kubectl(
         "annotate", "promptregistry", "hooked", "-n", ns, f"rotated-at={time.time()}", "--overwrite"
@@ -374,6 +377,7 @@ def test_secret_rotation_and_registry_deletion(
     second = wait_for(updated, 30, "the webhook to carry the new secret's fingerprint")
     assert second["webhook_id"] == first["webhook_id"]
     assert measure(uri, prompt, 1, 2, timeout=10) < 5.0
+    assert receiver_counts(receiver)["rejected"].get("BadSignature", 0) == before
 
     # Deleting the registry removes its webhook from MLflow.
     testbed.kubectl("delete", "promptalias", "rotated", "-n", ns, "--wait=true", "--timeout=60s")

@@ -180,14 +180,18 @@ class Receiver:
         cached = self.secrets.get(known.key)
         if cached is not None and not force and time.monotonic() - cached.fetched < SECRET_TTL_S:
             return cached
-        value = await read_webhook_secret(self.world, known)
+        return self.note_secret(known.key, await read_webhook_secret(self.world, known))
+
+    def note_secret(self, key: RegistryKey, value: str) -> _Secret:
+        """Cache a secret value just read (here, or by the registration before MLflow gets it)."""
+        cached = self.secrets.get(key)
         now = time.monotonic()
         secret = _Secret(value, now)
         if cached is not None and cached.value != value:
             secret.previous, secret.previous_until = cached.value, now + ROTATION_GRACE_S
         elif cached is not None:
             secret.previous, secret.previous_until = cached.previous, cached.previous_until
-        self.secrets[known.key] = secret
+        self.secrets[key] = secret
         return secret
 
     # ---- refresh -------------------------------------------------------------------------------
@@ -366,20 +370,24 @@ class _Registration:
     registered: bool = False
 
 
-async def _desired(world: World, known: KnownRegistry, base: str) -> DesiredWebhook | None:
+async def _desired(world: World, memo: Any, known: KnownRegistry, base: str) -> DesiredWebhook | None:
     webhook = known.spec.webhook
     if webhook is None or not webhook.enabled:
         return None
     secret = await read_webhook_secret(world, known)
+    receiver: Receiver | None = getattr(memo, "webhook_receiver", None)
+    if receiver is not None:
+        # The receiver learns a rotated secret before MLflow signs with it.
+        receiver.note_secret(known.key, secret)
     return desired_webhook(
         cluster=world.cluster, registry=str(known.key), url=webhook_url(base, known.key), secret=secret
     )
 
 
 async def _register_once(
-    world: World, known: KnownRegistry, base: str, body: kopf.Body, reg: _Registration
+    world: World, memo: Any, known: KnownRegistry, base: str, body: kopf.Body, reg: _Registration
 ) -> None:
-    desired = await _desired(world, known, base)
+    desired = await _desired(world, memo, known, base)
     state = (known.uid, known.generation, desired.fingerprint if desired else None)
     due = time.monotonic() - reg.checked >= FULL_CHECK_S
     if state == reg.state and not (due and desired is not None):
@@ -452,7 +460,7 @@ async def _webhook_daemon(
             delay = CHECK_S
             if known is not None:
                 try:
-                    await _register_once(world, known, base, body, reg)
+                    await _register_once(world, memo, known, base, body, reg)
                     reg.failures, reg.last_problem = 0, None
                 except (InvalidRegistryConfig, RegistryError) as exc:
                     reg.failures += 1
