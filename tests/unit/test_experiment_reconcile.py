@@ -475,3 +475,12 @@ def test_audit_tag() -> None:
     assert parse_audit_tag("not json") is None
     with pytest.raises(ValueError, match="timezone-aware"):
         audit_tag("a", by="x", at=datetime(2026, 1, 1), replaced=None)
+
+
+def test_a_trimmed_history_does_not_restart_the_experiment() -> None:
+    s = spec(weight=50, steps=[{"weight": 10, "pause": "1h"}])
+    _, status = run(s, PromptExperimentStatus(), T0)
+    status = status.model_copy(update={"history": []})  # the Started entry fell out of the 100
+    progress, _ = run(s, status, T0 + timedelta(minutes=1))
+    assert progress.history == ()
+    assert (progress.phase, progress.weight, progress.step) == (ExperimentPhase.PROGRESSING, 10, 0)

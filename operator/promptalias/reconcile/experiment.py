@@ -265,6 +265,18 @@ def _suspended(status: PromptExperimentStatus) -> bool:
     return last is not None and last.reason == HistoryReason.SUSPENDED
 
 
+def _started(status: PromptExperimentStatus) -> bool:
+    """Whether the split ever started. The Started entry may have been trimmed from a long history,
+    so the stored split counts too; only "suspended before it started" looks like not started."""
+    if _last(status, {HistoryReason.STARTED}) is not None:
+        return True
+    if status.phase is None:
+        return False
+    if status.phase == ExperimentPhase.PAUSED:
+        return status.current_step is not None or bool(status.current_weight)
+    return True
+
+
 def step_entered(status: PromptExperimentStatus, step: int, now: datetime) -> datetime:
     """When the current step began (or last resumed): its pause counts from there."""
     for entry in reversed(status.history):
@@ -335,7 +347,7 @@ def advance(
         ramp.consumed |= requests.present
         return ramp.result()
     promote = requests.promote is not None
-    started = _last(status, {HistoryReason.STARTED}) is not None
+    started = _started(status)
     if spec.suspend:
         if not _suspended(status):
             ramp.phase = ExperimentPhase.PAUSED
