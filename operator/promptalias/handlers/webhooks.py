@@ -393,20 +393,21 @@ async def _register_once(
     if state == reg.state and not (due and desired is not None):
         return
     name = webhook_name(world.cluster, str(known.key))
-    api = WebhookAPI(await world.client(known))
     if desired is None:
-        # Disabled or never configured: remove ours once per change, quietly (the server may not
-        # even support webhooks, e.g. a file store).
         reg.state = state
+        if known.spec.webhook is None and not reg.registered:
+            return  # never asked for: leave MLflow alone (it may not even support webhooks)
+        # Disabled (or removed since we registered it): remove ours once per change, quietly.
         try:
-            result = await ensure_webhook(api, name, None)
-        except RegistryError as exc:
+            result = await ensure_webhook(WebhookAPI(await world.client(known)), name, None)
+        except (InvalidRegistryConfig, RegistryError) as exc:
             log.info("%s: could not check for a stale MLflow webhook: %s", known.key, exc)
             return
         reg.registered = False
         if result.action == "deleted":
             kopf.event(body, type="Normal", reason="WebhookRemoved", message=f"MLflow webhook {name} removed")
         return
+    api = WebhookAPI(await world.client(known))
     result = await ensure_webhook(api, name, desired)
     reg.state, reg.checked, reg.registered = state, time.monotonic(), True
     if result.action in ("created", "updated"):
