@@ -96,7 +96,7 @@ def test_get_and_history_as_promptalias_and_as_kubectl_plugin(bed: Bed, testbed:
     assert [(e["reason"], e["version"]) for e in entries] == [("Adopted", 1)]
 
 
-def test_rollback_pinned_patches_spec_and_waits(bed: Bed) -> None:
+def test_rollback_pinned_patches_spec_unless_gitops_applies_it(bed: Bed) -> None:
     bed.register(2)
     bed.create("prod", version=1)
     bed.wait_resolved("prod", 1)
@@ -111,28 +111,21 @@ def test_rollback_pinned_patches_spec_and_waits(bed: Bed) -> None:
     assert bed.aliases() == {"production": 1}
     assert bed.history("prod")[-1] == ("Rollback", 2, 1, "kubectl-promptalias")
 
-
-def test_rollback_of_a_gitops_managed_object_prints_the_git_change(bed: Bed) -> None:
-    bed.register(2)
-    bed.create("prod", version=1)
-    bed.wait_resolved("prod", 1)
-    bed.patch("prod", {"spec": {"version": 2}})
-    bed.wait_resolved("prod", 2)
+    # Now Argo CD applies it: a live patch would be reverted, so print the Git change instead.
     tracking = f"invoice:promptalias.io/PromptAlias:{bed.namespace}/prod"
     bed.patch("prod", {"metadata": {"annotations": {"argocd.argoproj.io/tracking-id": tracking}}})
-
-    refused = bed.cli("rollback", "prod")
+    refused = bed.cli("rollback", "prod")  # back to the previous version, 2
     assert refused.returncode == 3, refused.stderr
     assert "managed by Argo CD (Application invoice)" in refused.stderr
     snippet = yaml.safe_load(refused.stdout)
     assert snippet["metadata"] == {"name": "prod", "namespace": bed.namespace}
-    assert snippet["spec"] == {"version": 1}
-    assert bed.get("prod")["spec"]["version"] == 2  # nothing was patched
+    assert snippet["spec"] == {"version": 2}
+    assert bed.get("prod")["spec"]["version"] == 1  # nothing was patched
 
     forced = bed.cli("rollback", "prod", "--force")
     assert forced.returncode == 0, forced.stderr
     assert "--force" in forced.stderr
-    assert bed.aliases() == {"production": 1}
+    assert bed.aliases() == {"production": 2}
 
 
 def test_diff_and_versions_read_mlflow(bed: Bed, testbed: Testbed) -> None:
