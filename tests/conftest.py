@@ -23,6 +23,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from kit import OperatorProcess, apply_yaml, condition, wait_for
 from promptalias.testbed import MlflowServer, Testbed
 
+OPERATOR_OPT_OUT = "promptalias.io/test-operator"
+
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
@@ -50,12 +52,17 @@ def _slug(text: str, limit: int) -> str:
 
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, k8s_api: Any) -> Iterator[str]:
-    """A fresh namespace for one test; deleted (asynchronously) afterwards."""
+    """A fresh namespace for one test; deleted (asynchronously) afterwards.
+
+    Tests marked `without_operator` get a namespace the session operator does not serve (its
+    --namespace-selector excludes the label), so they can write status by hand undisturbed.
+    """
     from kubernetes import client
 
     name = f"t-{_slug(request.node.name, 40)}-{uuid.uuid4().hex[:5]}"
+    labels = {OPERATOR_OPT_OUT: "off"} if request.node.get_closest_marker("without_operator") else None
     core = client.CoreV1Api(k8s_api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
     try:
         yield name
     finally:
@@ -105,7 +112,11 @@ def operator_process(
     testbed: Testbed, crds: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """`promptalias operator` running out of cluster against the testbed (one per session)."""
-    proc = OperatorProcess(testbed, tmp_path_factory.mktemp("operator") / "operator.log")
+    proc = OperatorProcess(
+        testbed,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        f"--namespace-selector={OPERATOR_OPT_OUT}!=off",
+    )
     proc.start()
     try:
         yield proc

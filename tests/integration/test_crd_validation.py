@@ -24,7 +24,7 @@ from kubernetes.client.rest import ApiException
 from promptalias.api import GROUP, PLURALS, RESOURCES, VERSION, PromptAlias, Resource
 from promptalias.testbed import Testbed
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.without_operator]
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS_DIR = ROOT / "crds"

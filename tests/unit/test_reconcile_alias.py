@@ -307,3 +307,17 @@ def test_owner_tag_round_trip_and_garbage() -> None:
     unknown = Owner.from_tag("not json")
     assert unknown is not None
     assert unknown != ME
+
+
+def test_namespace_selector() -> None:
+    from promptalias.reconcile.scope import parse_selector, selected
+
+    assert selected(parse_selector(""), None)
+    sel = parse_selector("team=billing, env!=dev, managed, !frozen")
+    assert selected(sel, {"team": "billing", "env": "prod", "managed": ""})
+    assert not selected(sel, {"team": "billing", "env": "dev", "managed": ""})
+    assert not selected(sel, {"team": "billing", "managed": "", "frozen": "y"})
+    assert not selected(sel, {"team": "ops", "managed": ""})
+    assert not selected(sel, None)
+    with pytest.raises(ValueError, match="invalid"):
+        parse_selector("=x")

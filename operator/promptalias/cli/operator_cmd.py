@@ -36,6 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="receive MLflow prompt-alias webhooks on HOST:PORT",
     )
     add("--mlflow-webhook-url", metavar="URL", help="the URL MLflow calls to reach --mlflow-webhook-listen")
+    add(
+        "--namespace-selector",
+        metavar="SELECTOR",
+        help="serve only namespaces whose labels match, e.g. team=ml",
+    )
     add("--priority", type=int, help="kopf peering priority (default: random, so that replicas differ)")
     add("--peering-lifetime", type=int, default=60, help="seconds a silent peer counts as alive (default 60)")
     add("--cluster-id", help="identity written into MLflow owner tags (default: uid of kube-system)")
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ[WATCHED_NAMESPACES_ENV] = ",".join(args.namespace)
     for value, env in (
         (args.metrics_listen, "PROMPTALIAS_METRICS_LISTEN"),
+        (args.namespace_selector, "PROMPTALIAS_NAMESPACE_SELECTOR"),
         (args.webhook_listen, "PROMPTALIAS_ADMISSION_LISTEN"),
         (args.webhook_cert_dir, "PROMPTALIAS_ADMISSION_CERT_DIR"),
         (args.mlflow_webhook_listen, "PROMPTALIAS_WEBHOOK_LISTEN"),
@@ -86,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     # random priority makes exactly one active; standbys take over when its keep-alive lapses.
     priority = args.priority if args.priority is not None else secrets.randbelow(2**31 - 2) + 1
     os.environ["PROMPTALIAS_PEERING_LIFETIME"] = str(args.peering_lifetime)
+    if args.peering:
+        os.environ["PROMPTALIAS_PEERING_NAME"] = args.peering
     kopf.run(
         priority=priority,
         clusterwide=not args.namespace,

@@ -7,6 +7,7 @@ status is derived from what MLflow answered, so a crash between steps converges 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ from promptalias.reconcile.alias import (
     settle,
     settled_from_plan,
 )
+from promptalias.reconcile.audit import audit_tag
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
 from promptalias.registry import (
@@ -243,6 +245,16 @@ class AliasPass:
                     spec.prompt, target, use_cache=not self._needs_fresh_tags()
                 )
             except (VersionNotFound, RegistryNotFound):
+                if spec.version is None and plan.writes:
+                    # A rollback request to a version that does not exist: refuse it, keep following.
+                    kopf.event(
+                        self._event_body,
+                        type="Warning",
+                        reason="RollbackRefused",
+                        message=f"rollback to version {target} refused: it does not exist in MLflow",
+                    )
+                    await self._consume_requests()
+                    return PassResult(delay=0.0)
                 if spec.version is None and not plan.writes:
                     version = None  # follow mode: alias points at a deleted version
                 else:
@@ -323,6 +335,11 @@ class AliasPass:
             await client.set_prompt_tag(spec.prompt, owner_tag_key(spec.alias), self.me.to_tag())
         if plan.write_version is not None:
             await client.set_alias(spec.prompt, spec.alias, plan.write_version)
+            # MLflow keeps no history of alias moves: leave one on the version (best effort).
+            replaced = state.aliases.get(spec.alias) if state is not None else None
+            tag, value = audit_tag(spec.alias, by=str(self.me), at=self.now, replaced=replaced)
+            with contextlib.suppress(RegistryError):
+                await client.set_version_tag(spec.prompt, plan.write_version, tag, value)
             METRICS.alias_writes[str(plan.history.reason) if plan.history else "Applied"] += 1
             if state is not None:
                 aliases = {**state.aliases, spec.alias: plan.write_version}
@@ -333,13 +350,27 @@ class AliasPass:
                     state.name, aliases, tags, state.is_prompt, state.description, state.latest_version
                 )
                 self.world.snapshots[(known.endpoint, spec.prompt)] = Snapshot(updated, time.monotonic())
+            # The poller will not see this move as a change (the snapshot already has it): wake the
+            # other resources of this prompt (e.g. a follower of the same alias) ourselves.
+            others = self.world.uids_where(endpoint=known.endpoint, prompt=spec.prompt)
+            self.world.poke([uid for uid in others if uid != self.uid], fresh=False)
         if plan.release:
             await client.delete_prompt_tag(spec.prompt, owner_tag_key(spec.alias))
+        if plan.took_over:
+            kopf.event(self._event_body, type="Warning", reason="TookOver", message=plan.took_over)
+        if plan.refused:
+            kopf.event(self._event_body, type="Warning", reason="RollbackRefused", message=plan.refused)
+        await self._consume_requests()
+
+    async def _consume_requests(self) -> None:
+        """One-shot requests (like Argo CD's refresh annotation) are removed once handled."""
+        handled: dict[str, str | None] = {}
         if _rollback_request(self.meta) is not None:
-            # A one-shot request (like Argo CD's refresh annotation): handled, so remove it.
-            await self.world.kube.patch_annotations(
-                PLURAL, self.namespace, self.name, {ROLLBACK_ANNOTATION: None}
-            )
+            handled[ROLLBACK_ANNOTATION] = None
+        if _takeover_requested(self.meta):
+            handled[TAKEOVER_ANNOTATION] = None
+        if handled:
+            await self.world.kube.patch_annotations(PLURAL, self.namespace, self.name, handled)
 
     def _configmap(self, version: PromptVersion, plan: AliasPlan) -> dict[str, Any]:
         spec = self.pa.spec

@@ -17,6 +17,7 @@ from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.alias_reconciler import AliasPass
 from promptalias.handlers.metrics import METRICS
+from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.ownership import Owner, owner_tag_key
@@ -54,7 +55,7 @@ def _entry(body: Mapping[str, Any]) -> AliasEntry | None:
     )
 
 
-@kopf.on.event(GROUP, VERSION, PromptAlias.PLURAL)
+@kopf.on.event(GROUP, VERSION, PromptAlias.PLURAL, when=in_scope)
 async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Keep the claim table current; wake the worker on spec changes and rivals on a release."""
     world: World = memo.world
@@ -87,7 +88,7 @@ async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
             world.worker(uid).poke(fresh=True)
 
 
-@kopf.daemon(GROUP, VERSION, PromptAlias.PLURAL, cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, PromptAlias.PLURAL, cancellation_timeout=10.0, when=in_scope)
 async def alias_worker(
     body: kopf.Body, uid: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -146,7 +147,7 @@ async def alias_worker(
             worker.fresh = worker.fresh or failures > 0
 
 
-@kopf.on.delete(GROUP, VERSION, PromptAlias.PLURAL)
+@kopf.on.delete(GROUP, VERSION, PromptAlias.PLURAL, when=in_scope)
 async def alias_deleted(
     body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, patch: kopf.Patch, retry: int, **_: Any
 ) -> None:

@@ -27,6 +27,7 @@ from promptalias.api.experiment import ExperimentPhase, PromptExperiment, Prompt
 from promptalias.api.promptalias import PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.metrics import METRICS
+from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.alias import actor_from_managed_fields
@@ -203,7 +204,7 @@ def _publish(
 # ---- events --------------------------------------------------------------------------------------
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(GROUP, VERSION, PLURAL, when=in_scope)
 async def experiment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Keep the experiment index current; wake the worker on spec changes and requests."""
     state = experiment_state(memo)
@@ -241,7 +242,7 @@ async def experiment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
             state.worker(uid).poke(fresh=True)
 
 
-@kopf.on.event(GROUP, VERSION, PromptAlias.PLURAL)
+@kopf.on.event(GROUP, VERSION, PromptAlias.PLURAL, when=in_scope)
 async def baseline_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """A baseline changed (created, promoted, resolved, deleted): wake its experiments."""
     state = experiment_state(memo)
@@ -270,7 +271,7 @@ class _Retry(Exception):  # noqa: N818
     """The pass could not start; try again after a backoff."""
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, when=in_scope)
 async def experiment_worker(
     body: kopf.Body, uid: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -721,7 +722,7 @@ class ExperimentPass:
 # ---- deletion ------------------------------------------------------------------------------------
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=in_scope)
 async def experiment_deleted(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any) -> None:
     """Take the split out of the baseline's projection and remove the candidate alias from MLflow
     (when it still points at the candidate version and no one else owns it)."""

@@ -21,6 +21,7 @@ from promptalias.api.duration import parse_duration
 from promptalias.api.promptalias import RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.api.types import GROUP, VERSION
+from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World
 from promptalias.kube import KubeError
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
@@ -65,7 +66,7 @@ def _on_registry_event(kind: RegistryKind, event: kopf.RawEvent, world: World) -
         world.poke(world.uids_where(registry=key), fresh=True)
 
 
-@kopf.on.event(GROUP, VERSION, PromptRegistry.PLURAL)
+@kopf.on.event(GROUP, VERSION, PromptRegistry.PLURAL, when=in_scope)
 async def prompt_registry_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _on_registry_event(RegistryKind.PROMPT_REGISTRY, event, memo.world)
 
@@ -226,7 +227,7 @@ async def _registry_daemon(
         trigger.clear()
 
 
-@kopf.daemon(GROUP, VERSION, PromptRegistry.PLURAL, cancellation_timeout=5.0)
+@kopf.daemon(GROUP, VERSION, PromptRegistry.PLURAL, cancellation_timeout=5.0, when=in_scope)
 async def prompt_registry_daemon(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
 ) -> None:

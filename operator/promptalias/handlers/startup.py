@@ -16,8 +16,10 @@ from promptalias.api.promptalias import PromptAlias, RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.handlers.aliases import _entry
 from promptalias.handlers.registries import _known
+from promptalias.handlers.scope import SELECTOR
 from promptalias.handlers.state import World
-from promptalias.kube import Kube
+from promptalias.kube import Kube, KubeError
+from promptalias.reconcile.scope import selected
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ PREFIX = "promptalias.io"
 # Set by `promptalias operator`: which namespaces are watched (empty: all) and the cluster id.
 WATCHED_NAMESPACES_ENV = "PROMPTALIAS_WATCH_NAMESPACES"
 CLUSTER_ID_ENV = "PROMPTALIAS_CLUSTER_ID"
+PEERING_ENV = "PROMPTALIAS_PEERING_NAME"
 
 
 def _watched() -> list[str]:
@@ -51,6 +54,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     world = World(kube, cluster)
     memo.world = world
     await _preload(world, _watched())
+    if peering := os.environ.get(PEERING_ENV):
+        # kopf waits, paused, until its peering object exists; a chart cannot template it in the
+        # release that installs its CRD, so the operator creates it (RBAC: `create` on kopf.dev).
+        scopes: list[str | None] = list(_watched()) or [None]
+        for scope in scopes:
+            try:
+                await kube.ensure_peering(peering, scope)
+            except KubeError as exc:
+                log.warning("cannot create the kopf peering object %s: %s", peering, exc)
     log.info(
         "promptalias operator ready: cluster id %s, %d PromptAliases, %d registries",
         cluster,
@@ -60,18 +72,27 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 
 async def _preload(world: World, namespaces: list[str]) -> None:
+    world.namespaces.update(await world.kube.namespace_labels())
+
+    def wanted(body: dict[str, Any]) -> bool:
+        namespace = body.get("metadata", {}).get("namespace")
+        return namespace is None or selected(SELECTOR, world.namespaces.get(namespace))
+
     scopes: list[str | None] = list(namespaces) if namespaces else [None]
     for scope in scopes:
         for body in await world.kube.list_custom(PromptRegistry.PLURAL, scope):
+            if not wanted(body):
+                continue
             if (known := _known(RegistryKind.PROMPT_REGISTRY, body)) is not None:
                 world.registries[known.key] = known
         for body in await world.kube.list_custom(PromptAlias.PLURAL, scope):
+            if not wanted(body):
+                continue
             if (entry := _entry(body)) is not None:
                 world.aliases[entry.uid] = entry
     for body in await world.kube.list_custom(ClusterPromptRegistry.PLURAL, None):
         if (known := _known(RegistryKind.CLUSTER_PROMPT_REGISTRY, body)) is not None:
             world.registries[known.key] = known
-    world.namespaces.update(await world.kube.namespace_labels())
 
 
 @kopf.on.cleanup()

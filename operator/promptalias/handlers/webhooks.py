@@ -37,6 +37,7 @@ from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.experiments import poke_experiments_for_prompt
 from promptalias.handlers.registries import _known
+from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
@@ -349,7 +350,7 @@ def _event_key(kind: RegistryKind, event: kopf.RawEvent) -> RegistryKey:
     return RegistryKey(kind, namespace, str(meta.get("name")))
 
 
-@kopf.on.event(GROUP, VERSION, PromptRegistry.PLURAL)
+@kopf.on.event(GROUP, VERSION, PromptRegistry.PLURAL, when=in_scope)
 async def prompt_registry_webhook_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, _event_key(RegistryKind.PROMPT_REGISTRY, event)).set()
 
@@ -499,7 +500,7 @@ async def _remove_on_deletion(
         log.warning("registry %s deleted, but its MLflow webhook could not be removed: %s", key, exc)
 
 
-@kopf.daemon(GROUP, VERSION, PromptRegistry.PLURAL, cancellation_timeout=REMOVE_TIMEOUT_S + 5)
+@kopf.daemon(GROUP, VERSION, PromptRegistry.PLURAL, cancellation_timeout=REMOVE_TIMEOUT_S + 5, when=in_scope)
 async def prompt_registry_webhook(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
 ) -> None:

@@ -190,6 +190,27 @@ class Kube:
             raise _error(exc, "namespaces") from None
         return {str(ns.metadata.name): dict(ns.metadata.labels or {}) for ns in found}
 
+    async def ensure_peering(self, name: str, namespace: str | None) -> bool:
+        """Create kopf's (Cluster)KopfPeering object if absent; True when it exists afterwards."""
+        kind, plural = (
+            ("KopfPeering", "kopfpeerings") if namespace else ("ClusterKopfPeering", "clusterkopfpeerings")
+        )
+        body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
+        try:
+            if namespace:
+                await asyncio.to_thread(
+                    self.custom.create_namespaced_custom_object, "kopf.dev", "v1", namespace, plural, body
+                )
+            else:
+                await asyncio.to_thread(
+                    self.custom.create_cluster_custom_object, "kopf.dev", "v1", plural, body
+                )
+        except ApiException as exc:
+            if exc.status == 409:
+                return True
+            raise _error(exc, f"create {kind} {name}") from None
+        return True
+
     async def cluster_uid(self) -> str:
         """A stable id of this cluster: the uid of the kube-system namespace."""
         try:

@@ -60,6 +60,7 @@ class AliasPlan:
     blocked: Blocked | None = None
     alias_missing: bool = False  # follow mode: the alias does not exist in MLflow
     took_over: str | None = None  # the audit note when this plan claims an alias from another owner
+    refused: str | None = None  # a one-shot request (rollback) that cannot be carried out, and why
 
     @property
     def writes(self) -> bool:
@@ -67,7 +68,12 @@ class AliasPlan:
 
 
 def _entry(
-    version: int, previous: int | None, reason: HistoryReason, now: datetime, actor: str | None, message: str
+    version: int | None,
+    previous: int | None,
+    reason: HistoryReason,
+    now: datetime,
+    actor: str | None,
+    message: str,
 ) -> HistoryEntry:
     return HistoryEntry(
         version=version, previous_version=previous, time=now, reason=reason, actor=actor, message=message
@@ -231,6 +237,13 @@ def _plan_follow(
 ) -> AliasPlan:
     known = status.resolved_version
     release = owner_mark == me  # switched from pinned to follow: stop claiming the alias
+    refused = None
+    if rollback_to is not None and owner_mark is not None and owner_mark != me:
+        # Another cluster pins this alias: moving it would only start a tug of war.
+        refused = (
+            f"rollback to version {rollback_to} refused: alias {spec.alias!r} is managed by {owner_mark}"
+        )
+        rollback_to = None
     if rollback_to is not None and current is not None and rollback_to != current:
         return AliasPlan(
             write_version=rollback_to,
@@ -247,11 +260,18 @@ def _plan_follow(
             ),
         )
     if current is None:
+        last = status.history[-1] if status.history else None
+        deletion_recorded = last is not None and last.version is None
+        gone = None
+        if known is not None and not deletion_recorded:
+            gone = _entry(None, known, HistoryReason.OBSERVED, now, MLFLOW_ACTOR, "alias deleted in MLflow")
         return AliasPlan(
             release=release,
             resolved_version=known,
             previous_version=status.previous_version,
+            history=gone,
             alias_missing=True,
+            refused=refused,
         )
     history = None
     previous = status.previous_version
@@ -265,7 +285,9 @@ def _plan_follow(
             MLFLOW_ACTOR,
             f"alias moved in MLflow to version {current}" + (f" (was {known})" if known is not None else ""),
         )
-    return AliasPlan(release=release, resolved_version=current, previous_version=previous, history=history)
+    return AliasPlan(
+        release=release, resolved_version=current, previous_version=previous, history=history, refused=refused
+    )
 
 
 def policy_violation(required: Mapping[str, str] | None, tags: Mapping[str, str], version: int) -> str | None:
@@ -426,6 +448,7 @@ def settled_from_plan(
             ),
             resolved_version=plan.resolved_version,
             previous_version=plan.previous_version,
+            history=plan.history,
             template_digest=digest,
             config_map=config_map,
         )

@@ -50,6 +50,9 @@ class MlflowServer:
                 # permission to call private addresses.
                 "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": self.webhook_key,
                 "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+                # The operator's receiver on loopback speaks http; and see new webhooks at once.
+                "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+                "MLFLOW_WEBHOOK_CACHE_TTL": "1",
                 "PYTHONUNBUFFERED": "1",
                 # The background job runner (huey, 7 processes) serves GenAI evaluation jobs, not the
                 # prompt registry; webhooks are delivered from a thread pool in the web process.
