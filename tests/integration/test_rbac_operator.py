@@ -36,7 +36,8 @@ from promptalias.testbed import Testbed
 from promptalias.testbed.ports import free_port
 from promptalias.testbed.tools import helm
 
-pytestmark = pytest.mark.integration
+# without_operator: the session operator must not serve this namespace; this test runs its own.
+pytestmark = [pytest.mark.integration, pytest.mark.without_operator]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "promptalias"
