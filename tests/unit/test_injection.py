@@ -53,3 +53,16 @@ def test_injection_is_idempotent() -> None:
     once = inject(POD, {"promptalias.io/inject": "true"}, InjectionSettings())
     assert once is not None
     assert inject({**POD, **once}, {"promptalias.io/inject": "true"}, InjectionSettings()) is None
+
+
+def test_operator_cli_sets_its_settings_before_the_handlers_are_registered() -> None:
+    """Handlers read --webhook-listen/--namespace-selector at import: the CLI must not import them early."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, promptalias.cli.operator_cmd, promptalias.cli.main; "
+        "print('promptalias.handlers' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

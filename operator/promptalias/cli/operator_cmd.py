@@ -52,7 +52,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from promptalias.handlers.startup import CLUSTER_ID_ENV, WATCHED_NAMESPACES_ENV
     from promptalias.kube.client import load_api_client
 
     try:
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    os.environ[WATCHED_NAMESPACES_ENV] = ",".join(args.namespace)
+    os.environ["PROMPTALIAS_WATCH_NAMESPACES"] = ",".join(args.namespace)
     for value, env in (
         (args.metrics_listen, "PROMPTALIAS_METRICS_LISTEN"),
         (args.namespace_selector, "PROMPTALIAS_NAMESPACE_SELECTOR"),
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         if value:
             os.environ[env] = value
     if args.cluster_id:
-        os.environ[CLUSTER_ID_ENV] = args.cluster_id
+        os.environ["PROMPTALIAS_CLUSTER_ID"] = args.cluster_id
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
@@ -85,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every handler run at INFO ("Handler 'x' succeeded"): noise for raw-event handlers.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # Imported only now: some handlers read the variables set above when they are registered.
     import promptalias.handlers  # noqa: F401 - registers the handlers
 
     liveness = f"http://{args.health_listen}/healthz" if args.health_listen else None
