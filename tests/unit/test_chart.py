@@ -247,6 +247,11 @@ def test_namespace_mode_uses_roles_per_namespace_and_cluster_role_for_cluster_sc
         "--namespace=promptalias-ci-team-b",
     ]
     assert "--all-namespaces" not in args
+    assert "--namespace-selector=promptalias.io/managed!=false" in args
+    from promptalias.reconcile.scope import parse_selector, selected
+
+    selector = parse_selector("promptalias.io/managed!=false")  # the operator's own parser accepts it
+    assert not selected(selector, {"promptalias.io/managed": "false"})
 
 
 def test_values_schema_rejects_unknown_and_invalid_values(chart_helm: Helm) -> None:
