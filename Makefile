@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 controlplane: venv
-	@echo "==> [2/3] control plane binaries (built once from Go modules, then cached in ~/.cache/promptalias)"
+	@echo "==> [2/3] control plane + helm/kstatus (built once from Go modules, then cached in ~/.cache/promptalias)"
 	@$(BIN)/promptalias testbed build >/dev/null
+	@$(BIN)/python -m promptalias.testbed.tools build >/dev/null
 
 lint: venv
 	@echo "==> ruff"
@@ -42,9 +43,11 @@ typecheck: venv
 
 crds: venv
 	@$(BIN)/python -m promptalias.api.crdgen --out crds
+	@hack/tools/sync-chart-crds.sh
 
 crds-check: venv
 	@$(BIN)/python -m promptalias.api.crdgen --out crds --check
+	@hack/tools/sync-chart-crds.sh --check
 
 test: venv controlplane lint typecheck
 	@echo "==> [3/3] tests: unit, then integration and e2e on a real kube-apiserver + MLflow"

@@ -98,6 +98,6 @@ def inject_sidecar(spec: kopf.Spec, meta: kopf.Meta, patch: kopf.Patch, **_: Any
 # sets the variable before this module is imported).
 if os.environ.get(LISTEN_ENV):
     # failurePolicy Ignore: an operator outage must never block pod creation in the cluster.
-    kopf.on.mutate("", "v1", "pods", id="inject-sidecar", operation="CREATE", ignore_failures=True)(
+    kopf.on.mutate("", "v1", "pods", id="inject-sidecar", operations={"CREATE"}, ignore_failures=True)(
         inject_sidecar
     )
