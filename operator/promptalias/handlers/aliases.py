@@ -3,9 +3,7 @@ object reconciles serially; a finalizer applies the deletion policy."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -15,11 +13,10 @@ import kopf
 from promptalias.api.conditions import Reason
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
-from promptalias.handlers.alias_reconciler import AliasPass
-from promptalias.handlers.metrics import METRICS
+from promptalias.handlers.alias_reconciler import AliasPass, PassResult
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
-from promptalias.kube import KubeError, NotFound
+from promptalias.handlers.worker import WorkerSpec, run_worker
 from promptalias.reconcile.ownership import Owner, owner_tag_key
 from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
 from promptalias.registry import RegistryError, RegistryUnavailable
@@ -28,10 +25,6 @@ log = logging.getLogger(__name__)
 
 ABANDON_ANNOTATION = "promptalias.io/abandon-alias"
 DELETION_TIMEOUT_S = 300.0
-
-
-class _Retry(Exception):  # noqa: N818
-    """The pass could not start (the object could not be read); try again after a backoff."""
 
 
 def _entry(body: Mapping[str, Any]) -> AliasEntry | None:
@@ -94,57 +87,12 @@ async def alias_worker(
 ) -> None:
     """Reconcile one PromptAlias whenever poked (spec change, MLflow change, rival left) or due."""
     world: World = memo.world
-    key = str(uid)
-    worker = world.worker(key)
-    failures = 0
-    while not stopped:
-        fresh, worker.fresh = worker.fresh, False
-        worker.wake.clear()
-        try:
-            # A quorum read, not kopf's live body: the body may not show our own last status write
-            # yet, and deciding on a stale status would record a move twice.
-            meta = body.get("metadata", {})
-            snapshot = await world.kube.get_custom(
-                PromptAlias.PLURAL, meta.get("namespace"), str(meta.get("name"))
-            )
-        except NotFound:
-            return
-        except KubeError as exc:
-            log.warning("cannot read PromptAlias %s: %s", key, exc)
-            snapshot = None
-        if snapshot is not None and snapshot.get("metadata", {}).get("deletionTimestamp"):
-            return
-        try:
-            if snapshot is None:
-                raise _Retry
-            started = time.monotonic()
-            result = await AliasPass(world, snapshot, fresh=fresh, failures=failures).run()
-            METRICS.observe(
-                "PromptAlias", "retry" if result.transient_failure else "done", time.monotonic() - started
-            )
-            failures = failures + 1 if result.transient_failure else 0
-            delay = result.delay
-        except asyncio.CancelledError:
-            raise
-        except _Retry:
-            failures += 1
-            delay = min(60.0, 2.0**failures)
-        except Exception:
-            log.exception("reconcile of PromptAlias %s failed unexpectedly", key)
-            failures += 1
-            delay = min(60.0, 2.0**failures)
-            worker.fresh = True
-        if worker.wake.is_set():
-            continue
-        waiter = asyncio.ensure_future(worker.wake.wait())
-        stopper = asyncio.ensure_future(stopped.wait())
-        try:
-            await asyncio.wait({waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiter, stopper):
-                task.cancel()
-        if not worker.wake.is_set():
-            worker.fresh = worker.fresh or failures > 0
+
+    async def one_pass(snapshot: Mapping[str, Any], fresh: bool, failures: int) -> PassResult:
+        return await AliasPass(world, snapshot, fresh=fresh, failures=failures).run()
+
+    spec = WorkerSpec("PromptAlias", PromptAlias.PLURAL, one_pass)
+    await run_worker(world, world.worker(str(uid)), spec, body, stopped)
 
 
 @kopf.on.delete(GROUP, VERSION, PromptAlias.PLURAL, when=in_scope)

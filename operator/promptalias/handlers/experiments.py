@@ -29,6 +29,7 @@ from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World
+from promptalias.handlers.worker import WorkerSpec, run_worker
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.alias import actor_from_managed_fields
 from promptalias.reconcile.audit import audit_tag
@@ -267,10 +268,6 @@ class PassResult:
     transient_failure: bool = False
 
 
-class _Retry(Exception):  # noqa: N818
-    """The pass could not start; try again after a backoff."""
-
-
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0, when=in_scope)
 async def experiment_worker(
     body: kopf.Body, uid: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
@@ -278,47 +275,12 @@ async def experiment_worker(
     """Reconcile one PromptExperiment whenever poked or when its next step is due."""
     world: World = memo.world
     state = experiment_state(memo)
-    key = str(uid)
-    worker = state.worker(key)
-    failures = 0
-    while not stopped:
-        fresh, worker.fresh = worker.fresh, False
-        worker.wake.clear()
-        meta = body.get("metadata", {})
-        try:
-            snapshot = await world.kube.get_custom(PLURAL, meta.get("namespace"), str(meta.get("name")))
-        except NotFound:
-            return
-        except KubeError as exc:
-            log.warning("cannot read PromptExperiment %s: %s", key, exc)
-            snapshot = None
-        if snapshot is not None and snapshot.get("metadata", {}).get("deletionTimestamp"):
-            return
-        try:
-            if snapshot is None:
-                raise _Retry
-            result = await ExperimentPass(world, state, snapshot, fresh=fresh, failures=failures).run()
-            failures = failures + 1 if result.transient_failure else 0
-            delay = result.delay
-        except asyncio.CancelledError:
-            raise
-        except _Retry:
-            failures += 1
-            delay = min(MAX_BACKOFF_S, 2.0**failures)
-        except Exception:
-            log.exception("reconcile of PromptExperiment %s failed unexpectedly", key)
-            failures += 1
-            delay = min(MAX_BACKOFF_S, 2.0**failures)
-            worker.fresh = True
-        if worker.wake.is_set():
-            continue
-        waiter = asyncio.ensure_future(worker.wake.wait())
-        stopper = asyncio.ensure_future(stopped.wait())
-        try:
-            await asyncio.wait({waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (waiter, stopper):
-                task.cancel()
+
+    async def one_pass(snapshot: Mapping[str, Any], fresh: bool, failures: int) -> PassResult:
+        return await ExperimentPass(world, state, snapshot, fresh=fresh, failures=failures).run()
+
+    spec = WorkerSpec("PromptExperiment", PLURAL, one_pass)
+    await run_worker(world, state.worker(str(uid)), spec, body, stopped)
 
 
 class ExperimentPass:

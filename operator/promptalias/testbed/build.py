@@ -86,21 +86,28 @@ def _inputs_digest(module: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cache_valid(cache: Path, inputs: str | None) -> bool:
+def manifest_valid(
+    cache: Path, inputs: str | None, *, version_key: str, version: str, names: tuple[str, ...]
+) -> bool:
+    """A cache directory (bin/ + manifest.json) holds intact binaries built from `inputs`."""
     try:
         manifest = json.loads((cache / "manifest.json").read_text())
     except (OSError, ValueError):
         return False
-    if manifest.get("k8sVersion") != K8S_VERSION:
+    if manifest.get(version_key) != version:
         return False
     if inputs is not None and manifest.get("inputs") != inputs:
         return False
     sums: dict[str, str] = manifest.get("sha256", {})
-    for name in BINARIES:
+    for name in names:
         path = cache / "bin" / name
         if not path.is_file() or not os.access(path, os.X_OK) or sums.get(name) != _sha256(path):
             return False
     return True
+
+
+def _cache_valid(cache: Path, inputs: str | None) -> bool:
+    return manifest_valid(cache, inputs, version_key="k8sVersion", version=K8S_VERSION, names=BINARIES)
 
 
 @contextmanager

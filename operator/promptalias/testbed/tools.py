@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptalias.testbed.build import _go_env, _locked, _sha256, cache_root, find_source_root
+from promptalias.testbed.build import _go_env, _locked, _sha256, cache_root, find_source_root, manifest_valid
 from promptalias.testbed.errors import TestbedError
 from promptalias.testbed.progress import say, step
 
@@ -73,20 +73,7 @@ def _inputs_digest(module: Path) -> str:
 
 
 def _cache_valid(cache: Path, inputs: str | None) -> bool:
-    try:
-        manifest = json.loads((cache / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if manifest.get("toolsVersion") != TOOLS_VERSION:
-        return False
-    if inputs is not None and manifest.get("inputs") != inputs:
-        return False
-    sums: dict[str, str] = manifest.get("sha256", {})
-    for name in TOOLS:
-        path = cache / "bin" / name
-        if not path.is_file() or not os.access(path, os.X_OK) or sums.get(name) != _sha256(path):
-            return False
-    return True
+    return manifest_valid(cache, inputs, version_key="toolsVersion", version=TOOLS_VERSION, names=TOOLS)
 
 
 def _build(module: Path, cache: Path, inputs: str) -> None:
