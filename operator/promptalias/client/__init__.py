@@ -21,7 +21,7 @@ from __future__ import annotations
 import _thread
 
 from promptalias.client._document import InvalidDocumentError, parse_document, validate_document
-from promptalias.client._observe import current_prompt, log_filter_class
+from promptalias.client._observe import current_prompt, log_filter_class, observe
 from promptalias.client._prompt import BASELINE, CANDIDATE, Prompt, PromptFormatError, routing_bucket
 from promptalias.client._store import DEFAULT_PROMPTS_DIR, PromptNotFoundError, PromptStore
 from promptalias.client._uri import InvalidPromptURIError, PromptRef, parse_uri
@@ -42,6 +42,7 @@ __all__ = [
     "current_prompt",
     "get_store",
     "load_prompt",
+    "observe",
     "parse_document",
     "parse_uri",
     "routing_bucket",

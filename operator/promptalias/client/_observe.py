@@ -211,3 +211,47 @@ def _prometheus_counter_object() -> Any:
             ["name", "alias", "version", "arm"],
         )
     return _COUNTER
+
+
+_REQUEST_METRICS: tuple[Any, Any] | None = None
+
+
+def _request_metrics() -> tuple[Any, Any] | None:
+    global _REQUEST_METRICS  # noqa: PLW0603 -- one registration per process
+    if _REQUEST_METRICS is None:
+        try:
+            import prometheus_client  # type: ignore[import-not-found,unused-ignore]  # optional dependency
+        except ImportError:
+            return None
+        labels = ["name", "alias", "version", "arm"]
+        _REQUEST_METRICS = (
+            prometheus_client.Histogram(
+                "promptalias_client_request_duration_seconds",
+                "Duration of the requests an app served with a prompt, by resolved version and A/B arm.",
+                labels,
+            ),
+            prometheus_client.Counter(
+                "promptalias_client_requests",
+                "Requests an app served with a prompt, by resolved version, A/B arm and outcome.",
+                [*labels, "outcome"],
+            ),
+        )
+    return _REQUEST_METRICS
+
+
+def observe(prompt: Prompt, seconds: float, outcome: str = "ok") -> None:
+    """Record one request served with `prompt`, so experiment arms can be compared in Prometheus.
+
+    `promptalias_client_request_duration_seconds{name,alias,version,arm}` (histogram) and
+    `promptalias_client_requests_total{name,alias,version,arm,outcome}`. A no-op without
+    prometheus_client or with PROMPTALIAS_CLIENT_METRICS=0.
+    """
+    if os.environ.get("PROMPTALIAS_CLIENT_METRICS", "1") == "0":
+        return
+    metrics = _request_metrics()
+    if metrics is None:
+        return
+    histogram, counter = metrics
+    values = (prompt.name, prompt.alias or "", str(prompt.version), prompt.arm or "")
+    histogram.labels(*values).observe(seconds)
+    counter.labels(*values, outcome).inc()
