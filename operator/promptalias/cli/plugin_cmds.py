@@ -328,6 +328,11 @@ def owner_text(tag_value: str | None) -> str:
         return tag_value
 
 
+def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Version tags without promptalias' own bookkeeping (audit and owner marks)."""
+    return {key: value for key, value in tags.items() if not key.startswith("promptalias.io/")}
+
+
 def versions_table(
     versions: Sequence[PromptVersion], aliases: Mapping[str, int], tags: Mapping[str, str]
 ) -> str:
@@ -338,7 +343,7 @@ def versions_table(
             str(v.version),
             v.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             ",".join(by_version.get(v.version, [])) or "-",
-            ",".join(f"{k}={val}" for k, val in sorted(v.tags.items())) or "-",
+            ",".join(f"{k}={val}" for k, val in sorted(user_tags(v.tags).items())) or "-",
             " ".join((v.commit_message or "").split()) or "-",
         ]
         for v in sorted(versions, key=lambda v: v.version, reverse=True)
@@ -984,7 +989,7 @@ def cmd_versions(args: argparse.Namespace, cluster_factory: Callable[[], _Cluste
                     "version": v.version,
                     "created": v.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     "aliases": by_version.get(v.version, []),
-                    "tags": dict(sorted(v.tags.items())),
+                    "tags": dict(sorted(user_tags(v.tags).items())),
                     "message": v.commit_message,
                 }
                 for v in sorted(versions, key=lambda v: v.version, reverse=True)
