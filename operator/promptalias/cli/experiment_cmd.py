@@ -29,8 +29,8 @@ from promptalias.cli.plugin_cmds import (
     _Cluster,
     _cluster_options,
     _dig,
+    _entry,
     _output,
-    _report,
     _wait_options,
     age,
     detect_gitops,
@@ -370,20 +370,6 @@ def cmd_resume(args: argparse.Namespace, cluster: _Cluster) -> int:
         f"{_dig(after, 'status', 'currentWeight')}% (step {step_text(after)})"
     )
     return EXIT_OK
-
-
-def _entry(command: Callable[[argparse.Namespace, _Cluster], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        def body() -> int:
-            cluster = _Cluster(args.kubeconfig, args.context)
-            try:
-                return command(args, cluster)
-            finally:
-                cluster.close()
-
-        return _report(body)
-
-    return run
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
