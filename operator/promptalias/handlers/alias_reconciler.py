@@ -120,59 +120,27 @@ class AliasPass:
             self.world.registries,
         )
         if isinstance(known, Unresolved):
-            return await self._finish(
-                Outcome(
-                    ready=False,
-                    reason=Reason.INVALID_REGISTRY,
-                    message=known.message,
-                    stalled=True,
-                    keep_resolution=True,
-                ),
-                delay=IDLE_RECHECK_S,
-            )
+            return await self._stalled(Reason.INVALID_REGISTRY, known.message, delay=IDLE_RECHECK_S)
         self.refresh_s = parse_duration(known.spec.refresh_interval) or IDLE_RECHECK_S
         if spec.version is not None:
             holder = winner(self.world.claims(), (known.endpoint, spec.prompt, spec.alias))
             if holder is not None and holder.uid != self.uid:
-                return await self._finish(
-                    Outcome(
-                        ready=False,
-                        reason=Reason.CONFLICT,
-                        message=(
-                            f"PromptAlias {holder.ref} (older) already manages alias {spec.alias!r} of "
-                            f"prompt {spec.prompt!r} on this registry; this one will not write to MLflow. "
-                            "Delete one of them; when the older one goes, this one takes over."
-                        ),
-                        stalled=True,
-                        owner=holder.ref,
-                        keep_resolution=True,
-                    ),
+                return await self._stalled(
+                    Reason.CONFLICT,
+                    f"PromptAlias {holder.ref} (older) already manages alias {spec.alias!r} of "
+                    f"prompt {spec.prompt!r} on this registry; this one will not write to MLflow. "
+                    "Delete one of them; when the older one goes, this one takes over.",
                     delay=IDLE_RECHECK_S,
+                    owner=holder.ref,
                 )
         try:
             client = await self.world.client(known)
             return await self._with_registry(known, client)
         except InvalidRegistryConfig as exc:
-            return await self._finish(
-                Outcome(
-                    ready=False,
-                    reason=Reason.INVALID_REGISTRY,
-                    message=f"{key}: {exc}",
-                    stalled=True,
-                    keep_resolution=True,
-                ),
-                delay=self.refresh_s,
-            )
+            return await self._stalled(Reason.INVALID_REGISTRY, f"{key}: {exc}", delay=self.refresh_s)
         except RegistryAuthError as exc:
-            return await self._finish(
-                Outcome(
-                    ready=False,
-                    reason=Reason.INVALID_REGISTRY,
-                    message=f"{key}: MLflow refused the credentials: {exc}",
-                    stalled=True,
-                    keep_resolution=True,
-                ),
-                delay=self.refresh_s,
+            return await self._stalled(
+                Reason.INVALID_REGISTRY, f"{key}: MLflow refused the credentials: {exc}", delay=self.refresh_s
             )
         except RegistryTLSError as exc:
             return await self._unavailable(f"{key}: TLS handshake with MLflow failed: {exc}")
@@ -200,15 +168,10 @@ class AliasPass:
         status = self.pa.status
         state = await self._read_prompt(known, client)
         if state is None and spec.version is not None:
-            return await self._finish(
-                Outcome(
-                    ready=False,
-                    reason=Reason.VERSION_NOT_FOUND,
-                    message=f"prompt {spec.prompt!r} does not exist in MLflow ({known.spec.tracking_uri}); "
-                    "register it (mlflow.genai.register_prompt) or fix spec.prompt",
-                    stalled=True,
-                    keep_resolution=True,
-                ),
+            return await self._stalled(
+                Reason.VERSION_NOT_FOUND,
+                f"prompt {spec.prompt!r} does not exist in MLflow ({known.spec.tracking_uri}); "
+                "register it (mlflow.genai.register_prompt) or fix spec.prompt",
                 delay=self.refresh_s,
             )
         current = state.aliases.get(spec.alias) if state is not None else None
@@ -226,16 +189,8 @@ class AliasPass:
             takeover=_takeover_requested(self.meta),
         )
         if plan.blocked is not None:
-            return await self._finish(
-                Outcome(
-                    ready=False,
-                    reason=plan.blocked.reason,
-                    message=plan.blocked.message,
-                    stalled=True,
-                    owner=plan.blocked.owner,
-                    keep_resolution=True,
-                ),
-                delay=self.refresh_s,
+            return await self._stalled(
+                plan.blocked.reason, plan.blocked.message, delay=self.refresh_s, owner=plan.blocked.owner
             )
         target = plan.write_version if plan.writes else plan.resolved_version
         version: PromptVersion | None = None
@@ -258,15 +213,10 @@ class AliasPass:
                 if spec.version is None and not plan.writes:
                     version = None  # follow mode: alias points at a deleted version
                 else:
-                    return await self._finish(
-                        Outcome(
-                            ready=False,
-                            reason=Reason.VERSION_NOT_FOUND,
-                            message=f"version {target} of prompt {spec.prompt!r} does not exist in MLflow; "
-                            "register it or change spec.version",
-                            stalled=True,
-                            keep_resolution=True,
-                        ),
+                    return await self._stalled(
+                        Reason.VERSION_NOT_FOUND,
+                        f"version {target} of prompt {spec.prompt!r} does not exist in MLflow; "
+                        "register it or change spec.version",
                         delay=self.refresh_s,
                     )
         if spec.version is not None and version is not None:
@@ -274,16 +224,7 @@ class AliasPass:
                 spec.policy.require_version_tags if spec.policy else None, version.tags, version.version
             )
             if violation:
-                return await self._finish(
-                    Outcome(
-                        ready=False,
-                        reason=Reason.POLICY_VIOLATION,
-                        message=violation,
-                        stalled=True,
-                        keep_resolution=True,
-                    ),
-                    delay=self.refresh_s,
-                )
+                return await self._stalled(Reason.POLICY_VIOLATION, violation, delay=self.refresh_s)
         if spec.version is None and target is not None and version is None:
             return await self._finish(
                 Outcome(
@@ -300,16 +241,7 @@ class AliasPass:
             try:
                 cm_body = self._configmap(version, plan)
             except ProjectionError as exc:
-                return await self._finish(
-                    Outcome(
-                        ready=False,
-                        reason=Reason.PROJECTION_TOO_LARGE,
-                        message=str(exc),
-                        stalled=True,
-                        keep_resolution=True,
-                    ),
-                    delay=self.refresh_s,
-                )
+                return await self._stalled(Reason.PROJECTION_TOO_LARGE, str(exc), delay=self.refresh_s)
             configmap = cm_body["metadata"]["name"]
         else:
             cm_body = None
@@ -404,6 +336,15 @@ class AliasPass:
         self.world.projection_hashes[self.uid] = wanted
 
     # ---- finishing -----------------------------------------------------------------------------
+
+    async def _stalled(
+        self, reason: Reason, message: str, *, delay: float, owner: str | None = None
+    ) -> PassResult:
+        """A permanent problem: Stalled with `reason`, the last good resolution kept."""
+        outcome = Outcome(
+            ready=False, reason=reason, message=message, stalled=True, owner=owner, keep_resolution=True
+        )
+        return await self._finish(outcome, delay=delay)
 
     async def _unavailable(self, message: str) -> PassResult:
         delay = min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6))
