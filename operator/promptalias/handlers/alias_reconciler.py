@@ -22,6 +22,7 @@ from promptalias.api.duration import parse_duration
 from promptalias.api.promptalias import PromptAlias
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World
+from promptalias.handlers.worker import backoff
 from promptalias.kube import KubeError
 from promptalias.projection.render import (
     ProjectionError,
@@ -58,7 +59,6 @@ log = logging.getLogger(__name__)
 PLURAL = PromptAlias.PLURAL
 ROLLBACK_ANNOTATION = "promptalias.io/rollback-to"
 TAKEOVER_ANNOTATION = "promptalias.io/takeover"
-MAX_BACKOFF_S = 60.0
 IDLE_RECHECK_S = 600.0  # safety net; the registry poller wakes workers when MLflow changes
 INTERNAL_TAG_PREFIX = "promptalias.io/"
 
@@ -347,7 +347,7 @@ class AliasPass:
         return await self._finish(outcome, delay=delay)
 
     async def _unavailable(self, message: str) -> PassResult:
-        delay = min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6))
+        delay = backoff(self.failures)
         result = await self._finish(
             Outcome(
                 ready=False,
@@ -373,9 +373,7 @@ class AliasPass:
                 )
             except KubeError as exc:
                 log.warning("could not write status of %s/%s: %s", self.namespace, self.name, exc)
-                return PassResult(
-                    delay=min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6)), transient_failure=True
-                )
+                return PassResult(delay=backoff(self.failures), transient_failure=True)
         self._events(old, outcome)
         return PassResult(delay=delay)
 

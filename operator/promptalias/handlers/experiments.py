@@ -29,7 +29,7 @@ from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World
-from promptalias.handlers.worker import WorkerSpec, run_worker
+from promptalias.handlers.worker import WorkerSpec, backoff, run_worker
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.alias import actor_from_managed_fields
 from promptalias.reconcile.audit import audit_tag
@@ -72,7 +72,6 @@ PLURAL = PromptExperiment.PLURAL
 FIELD_MANAGER = "promptalias-experiment"  # shows up as the actor of a promotion in the baseline's history
 ABANDON_ANNOTATION = "promptalias.io/abandon-alias"
 IDLE_RECHECK_S = 60.0  # candidate-alias drift safety net when the registry has no refreshInterval
-MAX_BACKOFF_S = 60.0
 DELETION_TIMEOUT_S = 120.0
 PRELOAD_TIMEOUT_S = 10.0
 
@@ -614,7 +613,7 @@ class ExperimentPass:
         return await self._finish(progress, outcome, delay=self.recheck_s)
 
     async def _unavailable(self, progress: Progress, message: str) -> PassResult:
-        delay = min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6))
+        delay = backoff(self.failures)
         outcome = Outcome(
             ready=False,
             reason=str(Reason.REGISTRY_UNAVAILABLE),
@@ -640,9 +639,7 @@ class ExperimentPass:
                 await self.world.kube.patch_status(PLURAL, self.namespace, self.name, patch)
             except KubeError as exc:
                 log.warning("could not write status of %s/%s: %s", self.namespace, self.name, exc)
-                return PassResult(
-                    delay=min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6)), transient_failure=True
-                )
+                return PassResult(delay=backoff(self.failures), transient_failure=True)
         if self.uid in self.state.entries:
             self.state.entries[self.uid].terminal = new.phase in (
                 ExperimentPhase.PROMOTED,
