@@ -162,3 +162,50 @@ def set_condition(conditions: Sequence[Condition], condition: Condition) -> list
 def remove_condition(conditions: Sequence[Condition], type_: str) -> list[Condition]:
     """A new list without the condition of the given type."""
     return [item for item in conditions if item.type != type_]
+
+
+MESSAGE_MAX_LENGTH: Final = 32768
+
+
+def make_condition(
+    type_: str, status: bool, reason: str, message: str, *, now: datetime, generation: int
+) -> Condition:
+    """A True/False condition for `generation`, message bounded by the schema, time in whole seconds."""
+    return Condition(
+        type=type_,
+        status=ConditionStatus.TRUE if status else ConditionStatus.FALSE,
+        reason=reason,
+        message=message[:MESSAGE_MAX_LENGTH],
+        last_transition_time=now.replace(microsecond=0),
+        observed_generation=generation,
+    )
+
+
+def kstatus_conditions(
+    conditions: Sequence[Condition],
+    *,
+    ready: bool,
+    reason: str,
+    message: str,
+    stalled: bool,
+    reconciling: bool,
+    now: datetime,
+    generation: int,
+    reconciling_reason: str = Reason.PROGRESSING,
+) -> list[Condition]:
+    """Ready always; Stalled and Reconciling present only while True (kstatus semantics)."""
+    result = set_condition(
+        conditions,
+        make_condition(ConditionType.READY, ready, reason, message, now=now, generation=generation),
+    )
+    for type_, active, why in (
+        (ConditionType.STALLED, stalled, reason),
+        (ConditionType.RECONCILING, reconciling, reconciling_reason),
+    ):
+        if active:
+            result = set_condition(
+                result, make_condition(type_, True, why, message, now=now, generation=generation)
+            )
+        else:
+            result = remove_condition(result, type_)
+    return result

@@ -16,11 +16,10 @@ from datetime import datetime
 from typing import Any, Final
 
 from promptalias.api.conditions import (
-    Condition,
-    ConditionStatus,
     ConditionType,
     Reason,
-    remove_condition,
+    kstatus_conditions,
+    make_condition,
     set_condition,
 )
 from promptalias.api.promptalias import (
@@ -348,19 +347,6 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _condition(
-    type_: ConditionType, status: bool, reason: Reason, message: str, now: datetime, generation: int
-) -> Condition:
-    return Condition(
-        type=type_,
-        status=ConditionStatus.TRUE if status else ConditionStatus.FALSE,
-        reason=reason,
-        message=message,
-        last_transition_time=now,
-        observed_generation=generation,
-    )
-
-
 def settle(
     status: PromptAliasStatus,
     outcome: Outcome,
@@ -370,25 +356,16 @@ def settle(
     now: datetime,
 ) -> PromptAliasStatus:
     """The next status: conditions with kstatus semantics, resolution fields and bounded history."""
-    conditions = list(status.conditions)
-    conditions = set_condition(
-        conditions,
-        _condition(ConditionType.READY, outcome.ready, outcome.reason, outcome.message, now, generation),
+    conditions = kstatus_conditions(
+        status.conditions,
+        ready=outcome.ready,
+        reason=outcome.reason,
+        message=outcome.message,
+        stalled=outcome.stalled,
+        reconciling=outcome.reconciling,
+        now=now,
+        generation=generation,
     )
-    if outcome.stalled:
-        conditions = set_condition(
-            conditions,
-            _condition(ConditionType.STALLED, True, outcome.reason, outcome.message, now, generation),
-        )
-    else:
-        conditions = remove_condition(conditions, ConditionType.STALLED)
-    if outcome.reconciling:
-        conditions = set_condition(
-            conditions,
-            _condition(ConditionType.RECONCILING, True, Reason.PROGRESSING, outcome.message, now, generation),
-        )
-    else:
-        conditions = remove_condition(conditions, ConditionType.RECONCILING)
     if outcome.drifted is not None:
         drift_message = (
             f"the MLflow alias points at version {outcome.resolved_version}, not spec.version {spec.version}"
@@ -398,7 +375,14 @@ def settle(
         drift_reason = Reason.DRIFT_DETECTED if outcome.drifted else Reason.SYNCED
         conditions = set_condition(
             conditions,
-            _condition(ConditionType.DRIFTED, outcome.drifted, drift_reason, drift_message, now, generation),
+            make_condition(
+                ConditionType.DRIFTED,
+                outcome.drifted,
+                drift_reason,
+                drift_message,
+                now=now,
+                generation=generation,
+            ),
         )
     update: dict[str, Any] = {
         "observed_generation": generation,

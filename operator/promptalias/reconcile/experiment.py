@@ -24,13 +24,11 @@ from enum import StrEnum
 from typing import Any, Final
 
 from promptalias.api.conditions import (
-    Condition,
     ConditionStatus,
     ConditionType,
     Reason,
     find_condition,
-    remove_condition,
-    set_condition,
+    kstatus_conditions,
 )
 from promptalias.api.duration import parse_duration
 from promptalias.api.experiment import (
@@ -612,19 +610,6 @@ def ready_message(spec: PromptExperimentSpec, progress: Progress, baseline_alias
     return f"{candidate} receives {progress.weight}%"
 
 
-def _condition(
-    type_: ConditionType, status: bool, reason: str, message: str, now: datetime, generation: int
-) -> Condition:
-    return Condition(
-        type=type_,
-        status=ConditionStatus.TRUE if status else ConditionStatus.FALSE,
-        reason=reason,
-        message=message[:32768],
-        last_transition_time=_seconds(now),
-        observed_generation=generation,
-    )
-
-
 def settle(
     status: PromptExperimentStatus,
     progress: Progress,
@@ -635,31 +620,17 @@ def settle(
 ) -> PromptExperimentStatus:
     """The next status: kstatus conditions (Ready; Reconciling and Stalled only while True), the
     split, and the history (bounded, oldest dropped)."""
-    conditions = set_condition(
+    conditions = kstatus_conditions(
         status.conditions,
-        _condition(ConditionType.READY, outcome.ready, outcome.reason, outcome.message, now, generation),
+        ready=outcome.ready,
+        reason=outcome.reason,
+        message=outcome.message,
+        stalled=outcome.stalled,
+        reconciling=outcome.reconciling,
+        reconciling_reason=outcome.reconciling_reason or str(Reason.PROGRESSING),
+        now=now,
+        generation=generation,
     )
-    if outcome.stalled:
-        conditions = set_condition(
-            conditions,
-            _condition(ConditionType.STALLED, True, outcome.reason, outcome.message, now, generation),
-        )
-    else:
-        conditions = remove_condition(conditions, ConditionType.STALLED)
-    if outcome.reconciling:
-        conditions = set_condition(
-            conditions,
-            _condition(
-                ConditionType.RECONCILING,
-                True,
-                outcome.reconciling_reason or str(Reason.PROGRESSING),
-                outcome.message,
-                now,
-                generation,
-            ),
-        )
-    else:
-        conditions = remove_condition(conditions, ConditionType.RECONCILING)
     update: dict[str, Any] = {"observed_generation": generation, "conditions": conditions}
     history = list(status.history)
     if not outcome.keep_progress:
