@@ -44,6 +44,8 @@ class StubKube:
 
 
 class StubClient:
+    identity = "cred:stub"  # snapshots are keyed by credential identity, not endpoint
+
     def __init__(self) -> None:
         self.aliases = {"production": 3}
         self.reads = 0
@@ -134,7 +136,7 @@ def serve(world: StubWorld, check: Callable[[Receiver, Post], Awaitable[None]]) 
 
 def test_genuine_delivery_refreshes_the_prompt_and_wakes_its_workers() -> None:
     world = world_with(ENABLED)
-    world.snapshots[(ENDPOINT, "invoice-parser")] = Snapshot(
+    world.snapshots[(StubClient.identity, "invoice-parser")] = Snapshot(
         PromptState("invoice-parser", {"production": 2}, {}, True), 0
     )
 
@@ -146,7 +148,7 @@ def test_genuine_delivery_refreshes_the_prompt_and_wakes_its_workers() -> None:
                 break
             await asyncio.sleep(0.01)
         assert world.poked == ["uid-1"]
-        assert world.snapshots[(ENDPOINT, "invoice-parser")].state == PromptState(
+        assert world.snapshots[(StubClient.identity, "invoice-parser")].state == PromptState(
             "invoice-parser", {"production": 3}, {}, True
         )
         # Same aliases again: a read, but nobody is woken.

@@ -21,7 +21,7 @@ from promptalias.api.conditions import ConditionType, Reason, find_condition
 from promptalias.api.duration import parse_duration
 from promptalias.api.promptalias import PromptAlias
 from promptalias.handlers.metrics import METRICS
-from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World
+from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
 from promptalias.handlers.worker import backoff
 from promptalias.kube import KubeError
 from promptalias.projection.render import (
@@ -152,7 +152,7 @@ class AliasPass:
     # ---- with a working client -----------------------------------------------------------------
 
     async def _read_prompt(self, known: KnownRegistry, client: MlflowRegistry) -> PromptState | None:
-        snap_key = (known.endpoint, self.pa.spec.prompt)
+        snap_key = snapshot_key(client, self.pa.spec.prompt)
         snap = self.world.snapshots.get(snap_key)
         if not self.fresh and snap is not None and time.monotonic() - snap.fetched < self.refresh_s:
             return snap.state
@@ -281,7 +281,7 @@ class AliasPass:
                 updated = PromptState(
                     state.name, aliases, tags, state.is_prompt, state.description, state.latest_version
                 )
-                self.world.snapshots[(known.endpoint, spec.prompt)] = Snapshot(updated, time.monotonic())
+                self.world.snapshots[snapshot_key(client, spec.prompt)] = Snapshot(updated, time.monotonic())
             # The poller will not see this move as a change (the snapshot already has it): wake the
             # other resources of this prompt (e.g. a follower of the same alias) ourselves.
             others = self.world.uids_where(endpoint=known.endpoint, prompt=spec.prompt)

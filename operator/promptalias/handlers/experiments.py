@@ -28,7 +28,7 @@ from promptalias.api.promptalias import PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.scope import in_scope
-from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World
+from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World, snapshot_key
 from promptalias.handlers.worker import WorkerSpec, backoff, run_worker
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.alias import actor_from_managed_fields
@@ -410,7 +410,7 @@ class ExperimentPass:
     # ---- with a working client -----------------------------------------------------------------
 
     async def _read_prompt(self, known: KnownRegistry, client: MlflowRegistry, prompt: str) -> PromptState:
-        key = (known.endpoint, prompt)
+        key = snapshot_key(client, prompt)
         snap = self.world.snapshots.get(key)
         young = snap is not None and time.monotonic() - snap.fetched < self.recheck_s
         if not self.fresh and snap is not None and snap.state is not None and young:
@@ -472,7 +472,7 @@ class ExperimentPass:
             METRICS.alias_writes["CandidateSet"] += 1
             tag_key, tag_value = audit_tag(cand_alias, by=str(self.me), at=self.now, replaced=current)
             await client.set_version_tag(baseline.prompt, cand_version, tag_key, tag_value)
-            self._remember_alias(known, state, cand_alias, cand_version, claim=mark is None)
+            self._remember_alias(client, state, cand_alias, cand_version, claim=mark is None)
             self.extra.append(candidate_set_entry(progress, self.now, cand_alias, cand_version, current))
 
         step = promotion(baseline, cand_version, requested=progress.promote)
@@ -521,7 +521,7 @@ class ExperimentPass:
                         baseline.alias, by=str(self.me), at=self.now, replaced=previous
                     )
                     await client.set_version_tag(baseline.prompt, cand_version, tag_key, tag_value)
-                    self._remember_alias(known, state, baseline.alias, cand_version, claim=False)
+                    self._remember_alias(client, state, baseline.alias, cand_version, claim=False)
                 self.world.poke(_baseline_uids(self.world, self.namespace, baseline.name), fresh=True)
                 how = f"MLflow alias {baseline.alias} moved to {cand_version} (the baseline follows MLflow)"
             else:
@@ -552,7 +552,7 @@ class ExperimentPass:
         return await self._finish(progress, outcome, delay=min(delay, self.recheck_s))
 
     def _remember_alias(
-        self, known: KnownRegistry, state: PromptState, alias: str, version: int, *, claim: bool
+        self, client: MlflowRegistry, state: PromptState, alias: str, version: int, *, claim: bool
     ) -> None:
         tags = dict(state.tags)
         if claim:
@@ -565,7 +565,7 @@ class ExperimentPass:
             state.description,
             state.latest_version,
         )
-        self.world.snapshots[(known.endpoint, state.name)] = Snapshot(updated, time.monotonic())
+        self.world.snapshots[snapshot_key(client, state.name)] = Snapshot(updated, time.monotonic())
 
     async def _patch_baseline_version(self, name: str, version: int) -> None:
         """Promote through the baseline's own spec, so its history names this field manager."""
@@ -728,7 +728,7 @@ async def experiment_deleted(body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, 
                 )
             if mark == me:
                 await client.delete_prompt_tag(prompt, owner_tag_key(alias))
-            world.snapshots.pop((known.endpoint, prompt), None)
+            world.snapshots.pop(snapshot_key(client, prompt), None)
     except PromptNotFound:
         pass
     except (InvalidRegistryConfig, RegistryError) as exc:

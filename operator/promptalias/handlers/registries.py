@@ -22,7 +22,7 @@ from promptalias.api.promptalias import RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.scope import in_scope
-from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World
+from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
 from promptalias.kube import KubeError
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.registry import PromptNotFound, RegistryAuthError, RegistryError
@@ -186,8 +186,8 @@ async def _poll_prompts(world: World, known: KnownRegistry) -> None:
             log.info("drift check of %s on %s failed: %s", prompt, known.key, exc)
             world.poke(world.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
             return
-        old = world.snapshots.get((known.endpoint, prompt))
-        world.snapshots[(known.endpoint, prompt)] = Snapshot(state, time.monotonic())
+        old = world.snapshots.get(snapshot_key(client, prompt))
+        world.snapshots[snapshot_key(client, prompt)] = Snapshot(state, time.monotonic())
         if old is None or _aliases(old.state) != _aliases(state):
             world.poke(world.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
 

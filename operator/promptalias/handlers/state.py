@@ -63,6 +63,12 @@ class Snapshot:
     fetched: float  # time.monotonic()
 
 
+def snapshot_key(client: MlflowRegistry, prompt: str) -> tuple[str, str]:
+    """Where a prompt read with `client` is kept: by credential identity, not by endpoint, so a
+    read one registry's credentials were allowed is never served to another's (issue 11, tenancy)."""
+    return (client.identity, prompt)
+
+
 @dataclass
 class _CachedClient:
     fingerprint: tuple[object, ...]

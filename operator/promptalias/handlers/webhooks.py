@@ -38,7 +38,7 @@ from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.experiments import poke_experiments_for_prompt
 from promptalias.handlers.registries import _known
 from promptalias.handlers.scope import in_scope
-from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World
+from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.registry import PromptNotFound, PromptState, RegistryError
@@ -228,7 +228,7 @@ class Receiver:
             log.info("webhook refresh of %s failed (%s); asking the poller to read now", prompt, exc)
             world.poll_trigger(known.endpoint).set()
             return
-        key = (known.endpoint, prompt)
+        key = snapshot_key(client, prompt)
         old = world.snapshots.get(key)
         world.snapshots[key] = Snapshot(state, time.monotonic())
         if old is None or _aliases(old.state) != _aliases(state):

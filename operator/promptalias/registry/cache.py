@@ -2,18 +2,47 @@
 
 Prompt versions are immutable in MLflow, so what a version holds can be kept for the life of
 the process: the operator then moves an alias with a single POST instead of re-reading the
-version each time. Keys name the server and workspace, so registries for different servers
-share the cache without mixing.
+version each time. Keys start with the credential identity (server, workspace and credentials),
+so one client's reads are never served to a client with other credentials: a namespace whose
+credentials MLflow refuses must not get, from the cache, what another namespace was allowed to read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import threading
 from collections import OrderedDict
+from typing import Final
 
+from promptalias.registry.config import RegistryConfig
 from promptalias.registry.models import PromptVersion
 
-CacheKey = tuple[str, str | None, str, int]  # (tracking_uri, workspace, prompt, version)
+CacheKey = tuple[str, str, int]  # (credential identity, prompt, version)
+
+# Identities are keyed with a random per-process secret: equal within the process, meaningless (and
+# not a password hash anyone could test guesses against) outside it.
+_IDENTITY_KEY: Final = secrets.token_bytes(32)
+
+
+def credential_identity(config: RegistryConfig) -> str:
+    """Who MLflow sees: the server, workspace and credentials of `config`, as an opaque digest.
+
+    Two configs have the same identity exactly when they would be authorised alike; the secret
+    material goes into a keyed hash only, never into the identity itself.
+    """
+    parts = (
+        config.tracking_uri,
+        config.workspace or "",
+        config.auth_kind,
+        config.username or "",
+        config.password or "",
+        config.token or "",
+    )
+    material = "\0".join(parts).encode("utf-8", "surrogateescape")
+    return "cred:" + hmac.new(_IDENTITY_KEY, material, hashlib.sha256).hexdigest()
+
 
 DEFAULT_MAXSIZE = 1024
 

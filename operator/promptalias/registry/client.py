@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from yarl import URL
 
-from promptalias.registry.cache import CacheKey, VersionCache, shared_cache
+from promptalias.registry.cache import CacheKey, VersionCache, credential_identity, shared_cache
 from promptalias.registry.config import RegistryConfig
 from promptalias.registry.errors import (
     Call,
@@ -60,6 +60,8 @@ class MlflowRegistry:
     def __init__(self, config: RegistryConfig, *, cache: VersionCache | None = None) -> None:
         self.config = config
         self.cache = shared_cache if cache is None else cache
+        # Caches (this one, the operator's prompt snapshots) are keyed by it: never cross credentials.
+        self.identity = credential_identity(config)
         self.requests_sent = 0  # every HTTP request made, for tests and metrics
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,7 +263,7 @@ class MlflowRegistry:
             task.exception()
 
     def _key(self, name: str, version: int) -> CacheKey:
-        return (self.config.tracking_uri, self.config.workspace, name, int(version))
+        return (self.identity, name, int(version))
 
     def _call(
         self, op: str, *, prompt: str | None = None, version: int | None = None, alias: str | None = None
