@@ -268,8 +268,9 @@ def test_namespaced_registry_refuses_secret_namespaces_and_cluster_registry_requ
 
 
 def test_cluster_registry_namespace_conditions() -> None:
-    open_registry = ClusterPromptRegistrySpec.model_validate({"trackingUri": "http://m"})
-    assert open_registry.allows_namespace("anything", {})
+    # No conditions: deny every namespace (issue 11), never silently open to all.
+    closed_registry = ClusterPromptRegistrySpec.model_validate({"trackingUri": "http://m"})
+    assert not closed_registry.allows_namespace("anything", {})
     spec = ClusterPromptRegistrySpec.model_validate(
         {
             "trackingUri": "http://m",

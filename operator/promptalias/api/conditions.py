@@ -91,6 +91,11 @@ class Reason(StrEnum):
     """Stalled: the referenced registry does not exist, does not allow this namespace (a
     ClusterPromptRegistry's conditions), or its configuration (Secret, key, CA) is unusable."""
 
+    NOT_AUTHORIZED = "NotAuthorized"
+    """Stalled: the write this resource asks for (pin, rollback-to, takeover, promote) is not allowed:
+    its registry grants the namespace no `writePrompts` pattern for the prompt, or another namespace
+    holds the alias (docs/operator.md, Tenancy). MLflow is left unchanged."""
+
     REGISTRY_UNAVAILABLE = "RegistryUnavailable"
     """Ready=False, not Stalled: the tracking server did not answer in time or returned a server
     error. Retried with backoff; the last good state (and projection) is kept."""
@@ -118,6 +123,10 @@ class Reason(StrEnum):
 
     UNAUTHORIZED = "Unauthorized"
     """Registries, Ready=False: the tracking server refused the credentials (401/403)."""
+
+    NO_NAMESPACES_ALLOWED = "NoNamespacesAllowed"
+    """ClusterPromptRegistry, Ready=False: it has no `spec.conditions`, so no namespace may use it
+    (the default is deny). Add conditions naming the namespaces it serves."""
 
 
 class Condition(KubeModel):

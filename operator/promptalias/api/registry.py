@@ -3,7 +3,12 @@
 Both kinds share `RegistrySpec` (as External Secrets' SecretStore and ClusterSecretStore share one
 spec). They differ only where scope matters: a PromptRegistry reads Secrets from its own namespace
 (so secret references must not name one), a ClusterPromptRegistry must name the namespace of every
-Secret it uses and may restrict which namespaces can use it (`conditions`).
+Secret it uses and lists which namespaces may use it (`conditions`: none means no namespace).
+
+Write authority (docs/operator.md, Tenancy): reading or following an alias needs only the use of a
+registry; pinning, rolling back, taking over or promoting needs a `writePrompts` pattern matching the
+prompt, granted by a ClusterPromptRegistry condition or by the namespace's own PromptRegistry
+(default: every prompt, since it serves only its own namespace with its own credentials).
 
 Authentication: when `auth.secretRef` is set, the operator reads the Secret; if it has `tokenKey`
 the token is sent as a bearer token (MLFLOW_TRACKING_TOKEN), otherwise `usernameKey` and
@@ -247,10 +252,28 @@ def _secret_namespace_rules(*, required: bool) -> tuple[Rule, ...]:
     return tuple(_secret_namespace_rule(path, get, required=required) for path, get in _SECRET_REFS)
 
 
+PROMPT_PATTERN_MAX_LENGTH: Final = 256
+PROMPT_PATTERN_SHAPE: Final = r"^[A-Za-z0-9_.*?!\[\]-]+$"
+
+PromptPattern = Annotated[
+    str, Field(min_length=1, max_length=PROMPT_PATTERN_MAX_LENGTH, pattern=PROMPT_PATTERN_SHAPE)
+]
+"""A glob over prompt names (fnmatch, case-sensitive): `*` any run, `?` one character, `[a-z]` a set;
+e.g. `invoice-*` or `*` (every prompt)."""
+
+PromptPatterns = Annotated[list[PromptPattern], Field(max_length=64, json_schema_extra=set_list())]
+
+
 class PromptRegistrySpec(RegistrySpec):
     """A registry usable by PromptAliases in its own namespace."""
 
     __cel__: ClassVar[tuple[Rule, ...]] = _secret_namespace_rules(required=False)
+
+    write_prompts: PromptPatterns | None = None
+    """Prompts (glob patterns) PromptAliases and experiments in this namespace may write through this
+    registry: pin, roll back, take over, promote. Omitted: every prompt (the namespace's own registry
+    and credentials); [] makes the registry read-only. A ClusterPromptRegistry grant outranks it when
+    two namespaces claim the same alias (docs/operator.md, Tenancy)."""
 
 
 class NamespaceCondition(KubeModel):
@@ -270,6 +293,9 @@ class NamespaceCondition(KubeModel):
         None
     )
     """Namespaces by name."""
+    write_prompts: PromptPatterns | None = None
+    """Prompts (glob patterns) the namespaces of this condition may write: pin, roll back, take over,
+    promote. Omitted or []: they may only read and follow aliases."""
 
     def allows(self, namespace: str, labels: Mapping[str, str]) -> bool:
         """Whether the namespace matches the selector or is listed."""
@@ -286,14 +312,14 @@ class ClusterPromptRegistrySpec(RegistrySpec):
     conditions: (
         Annotated[list[NamespaceCondition], Field(max_length=32, json_schema_extra=atomic_list())] | None
     ) = None
-    """Which namespaces may use this registry; a namespace allowed by any condition may. Omitted:
-    every namespace."""
+    """Which namespaces may use this registry (and, with writePrompts, write which prompts); a
+    namespace allowed by any condition may read. Omitted or empty: no namespace (deny by default; the
+    registry's Ready condition says so)."""
 
     def allows_namespace(self, namespace: str, labels: Mapping[str, str]) -> bool:
-        """Whether a PromptAlias in `namespace` (with these namespace labels) may use this registry."""
-        if not self.conditions:
-            return True
-        return any(condition.allows(namespace, labels) for condition in self.conditions)
+        """Whether a PromptAlias in `namespace` (with these namespace labels) may use this registry.
+        No conditions: no namespace may."""
+        return any(condition.allows(namespace, labels) for condition in self.conditions or ())
 
 
 class RegistryStatus(StatusBase):

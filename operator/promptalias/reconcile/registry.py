@@ -63,6 +63,12 @@ def resolve_registry(
         )
     spec = found.spec
     if isinstance(spec, ClusterPromptRegistrySpec):
+        if not spec.conditions:
+            return Unresolved(
+                f"ClusterPromptRegistry {ref.name!r} has no spec.conditions, so it serves no namespace "
+                f"(the default is deny); ask a cluster admin to add a condition for namespace {namespace}, "
+                "or use a PromptRegistry"
+            )
         if namespace_labels is None:
             return Unresolved(f"namespace {namespace} is not known yet; retrying")
         if not spec.allows_namespace(namespace, namespace_labels):
