@@ -7,18 +7,23 @@ from typing import Any
 
 import pytest
 
+from promptalias.api.conditions import Reason
 from promptalias.api.promptalias import RegistryKind, RegistryRef
 from promptalias.api.registry import ClusterPromptRegistrySpec, PromptRegistrySpec, RegistrySpec
+from promptalias.reconcile.alias import Outcome
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey, resolve_registry
 from promptalias.reconcile.tenancy import (
     AliasClaim,
     Authority,
+    Refusal,
     WriteAction,
     authorize_write,
     holder,
     mark_refusal,
     matches,
+    refused_outcome,
+    serves_no_namespace,
     write_authority,
 )
 
@@ -251,3 +256,27 @@ def test_cluster_registry_without_conditions_serves_no_namespace() -> None:
     assert not isinstance(result, KnownRegistry)
     assert "has no spec.conditions" in result.message
     assert not cluster().allows_namespace("billing", {})
+
+
+def test_a_cluster_registry_without_conditions_says_so() -> None:
+    message = serves_no_namespace(cluster())
+    assert message is not None
+    assert message.startswith("spec.conditions is empty, so no namespace may use this ClusterPromptRegistry")
+    assert serves_no_namespace(SHARED) is None
+    assert serves_no_namespace(own()) is None
+
+
+def test_a_refused_request_keeps_the_resolution_but_says_not_authorized() -> None:
+    followed = Outcome(ready=True, reason=Reason.SYNCED, message="following", resolved_version=3, synced=True)
+    assert refused_outcome(followed, None) is followed
+    refused = refused_outcome(
+        followed, Refusal("alias 'production' is held by namespace victim.", "victim/pa")
+    )
+    assert (refused.ready, refused.reason, refused.stalled, refused.owner) == (
+        False,
+        Reason.NOT_AUTHORIZED,
+        True,
+        "victim/pa",
+    )
+    assert refused.resolved_version == 3  # still following MLflow
+    assert refused.message.endswith("Remove the request annotation to withdraw it.")

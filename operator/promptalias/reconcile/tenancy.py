@@ -19,12 +19,14 @@ authority over the prompt, and the alias must not be held by another namespace:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import IntEnum, StrEnum
 from fnmatch import fnmatchcase
 
+from promptalias.api.conditions import Reason
 from promptalias.api.registry import ClusterPromptRegistrySpec, PromptRegistrySpec, RegistrySpec
+from promptalias.reconcile.alias import Outcome
 from promptalias.reconcile.ownership import Owner
 
 
@@ -158,4 +160,30 @@ def mark_refusal(
         f"alias {alias!r} of prompt {prompt!r} is managed by {mark} (owner tag on the MLflow prompt), so "
         f"this resource will not {action} it; MLflow is unchanged.",
         holder=str(mark),
+    )
+
+
+def refused_outcome(outcome: Outcome, refusal: Refusal | None) -> Outcome:
+    """A follow-mode pass whose one-shot request was refused: it still follows MLflow (resolution,
+    projection) but says NotAuthorized, Stalled, until the request is withdrawn or allowed."""
+    if refusal is None:
+        return outcome
+    return replace(
+        outcome,
+        ready=False,
+        reason=Reason.NOT_AUTHORIZED,
+        message=f"{refusal.message} Remove the request annotation to withdraw it.",
+        stalled=True,
+        owner=refusal.holder,
+    )
+
+
+def serves_no_namespace(spec: RegistrySpec) -> str | None:
+    """The registry's Ready message when it serves nobody: a ClusterPromptRegistry without
+    conditions (deny by default, never silently open to every namespace)."""
+    if not isinstance(spec, ClusterPromptRegistrySpec) or spec.conditions:
+        return None
+    return (
+        "spec.conditions is empty, so no namespace may use this ClusterPromptRegistry (the default is "
+        "deny). Add conditions, e.g. conditions: [{namespaces: [team-a], writePrompts: ['team-a-*']}]"
     )
