@@ -20,6 +20,7 @@ import kopf
 from promptalias.api.conditions import ConditionType, Reason, find_condition
 from promptalias.api.duration import parse_duration
 from promptalias.api.promptalias import PromptAlias
+from promptalias.handlers.authority import refuse_write
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
 from promptalias.handlers.worker import backoff
@@ -41,6 +42,7 @@ from promptalias.reconcile.alias import (
 from promptalias.reconcile.audit import audit_tag
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
+from promptalias.reconcile.tenancy import Refusal, WriteAction, refused_outcome
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -107,6 +109,7 @@ class AliasPass:
         self.me: Owner = world.owner(self.namespace, self.name)
         self.now = _now()
         self.refresh_s = 60.0
+        self.refusal: Refusal | None = None  # a one-shot request refused for lack of authority
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -122,6 +125,10 @@ class AliasPass:
         if isinstance(known, Unresolved):
             return await self._stalled(Reason.INVALID_REGISTRY, known.message, delay=IDLE_RECHECK_S)
         self.refresh_s = parse_duration(known.spec.refresh_interval) or IDLE_RECHECK_S
+        if spec.version is not None and (refusal := self._refuse_pin(known)) is not None:
+            return await self._stalled(
+                Reason.NOT_AUTHORIZED, refusal.message, delay=IDLE_RECHECK_S, owner=refusal.holder
+            )
         if spec.version is not None:
             holder = winner(self.world.claims(), (known.endpoint, spec.prompt, spec.alias))
             if holder is not None and holder.uid != self.uid:
@@ -148,6 +155,28 @@ class AliasPass:
             return await self._unavailable(str(exc))
         except RegistryError as exc:  # protocol trouble: treat as transient, but say what it was
             return await self._unavailable(f"unexpected answer from MLflow: {exc}")
+
+    # ---- tenancy: every write needs authority (docs/operator.md, Tenancy) --------------------------
+
+    def _refuse_pin(self, known: KnownRegistry) -> Refusal | None:
+        action = WriteAction.TAKEOVER if _takeover_requested(self.meta) else WriteAction.PIN
+        spec = self.pa.spec
+        return refuse_write(
+            self.world, known, action, namespace=self.namespace, prompt=spec.prompt, alias=spec.alias
+        )
+
+    def _refuse_rollback(self, known: KnownRegistry, rollback_to: int | None) -> Refusal | None:
+        spec = self.pa.spec
+        if spec.version is not None or rollback_to is None:
+            return None
+        return refuse_write(
+            self.world,
+            known,
+            WriteAction.ROLLBACK,
+            namespace=self.namespace,
+            prompt=spec.prompt,
+            alias=spec.alias,
+        )
 
     # ---- with a working client -----------------------------------------------------------------
 
@@ -176,6 +205,8 @@ class AliasPass:
             )
         current = state.aliases.get(spec.alias) if state is not None else None
         owner_mark = Owner.from_tag(state.tags.get(owner_tag_key(spec.alias))) if state is not None else None
+        rollback_to = _rollback_request(self.meta)
+        self.refusal = self._refuse_rollback(known, rollback_to)
         plan = plan_alias(
             spec,
             status,
@@ -185,7 +216,7 @@ class AliasPass:
             me=self.me,
             now=self.now,
             spec_actor=actor_from_managed_fields(self.meta.get("managedFields")),
-            rollback_to=_rollback_request(self.meta),
+            rollback_to=None if self.refusal is not None else rollback_to,
             takeover=_takeover_requested(self.meta),
         )
         if plan.blocked is not None:
@@ -250,7 +281,7 @@ class AliasPass:
             await self._apply_projection(cm_body)
         digest = _digest(version) if version is not None else None
         return await self._finish(
-            settled_from_plan(plan, spec, digest=digest, config_map=configmap),
+            refused_outcome(settled_from_plan(plan, spec, digest=digest, config_map=configmap), self.refusal),
             delay=self.refresh_s * 10 if self.refresh_s else IDLE_RECHECK_S,
             plan=plan,
         )
@@ -297,7 +328,7 @@ class AliasPass:
     async def _consume_requests(self) -> None:
         """One-shot requests (like Argo CD's refresh annotation) are removed once handled."""
         handled: dict[str, str | None] = {}
-        if _rollback_request(self.meta) is not None:
+        if _rollback_request(self.meta) is not None and self.refusal is None:  # refused: kept, shown
             handled[ROLLBACK_ANNOTATION] = None
         if _takeover_requested(self.meta):
             handled[TAKEOVER_ANNOTATION] = None

@@ -26,6 +26,7 @@ from promptalias.api.duration import parse_duration
 from promptalias.api.experiment import ExperimentPhase, PromptExperiment, PromptExperimentStatus
 from promptalias.api.promptalias import PromptAlias
 from promptalias.api.types import GROUP, VERSION
+from promptalias.handlers.authority import refuse_write
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World, snapshot_key
@@ -55,6 +56,7 @@ from promptalias.reconcile.experiment import (
 )
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, resolve_registry
+from promptalias.reconcile.tenancy import WriteAction, mark_refusal
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -439,6 +441,16 @@ class ExperimentPass:
                 f"PromptAlias {holder.ref} manages alias {cand_alias!r} of prompt {baseline.prompt!r}; an "
                 "experiment's candidate alias must be its own. Choose another candidate alias.",
             )
+        refusal = refuse_write(
+            self.world,
+            known,
+            WriteAction.CANDIDATE,
+            namespace=self.namespace,
+            prompt=baseline.prompt,
+            alias=cand_alias,
+        )
+        if refusal is not None:
+            return await self._stalled(progress, Reason.NOT_AUTHORIZED, refusal.message)
         try:
             state = await self._read_prompt(known, client, baseline.prompt)
         except PromptNotFound:
@@ -513,6 +525,22 @@ class ExperimentPass:
                 await self._patch_baseline_version(baseline.name, cand_version)
                 how = f"spec.version of PromptAlias {baseline.name} set to {cand_version}"
             elif step == PromotionStep.MOVE_ALIAS:
+                refusal = refuse_write(
+                    self.world,
+                    known,
+                    WriteAction.PROMOTE,
+                    namespace=self.namespace,
+                    prompt=baseline.prompt,
+                    alias=baseline.alias,
+                ) or mark_refusal(
+                    Owner.from_tag(state.tags.get(owner_tag_key(baseline.alias))),
+                    (self.me, self.world.owner(self.namespace, baseline.name)),
+                    action=WriteAction.PROMOTE,
+                    prompt=baseline.prompt,
+                    alias=baseline.alias,
+                )
+                if refusal is not None:
+                    return await self._stalled(progress, Reason.NOT_AUTHORIZED, refusal.message)
                 previous = state.aliases.get(baseline.alias)
                 if previous != cand_version:
                     await client.set_alias(baseline.prompt, baseline.alias, cand_version)
