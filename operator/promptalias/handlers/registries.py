@@ -25,6 +25,7 @@ from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
 from promptalias.kube import KubeError
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
+from promptalias.reconcile.tenancy import serves_no_namespace
 from promptalias.registry import PromptNotFound, RegistryAuthError, RegistryError
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,8 @@ async def _check_registry(world: World, known: KnownRegistry, body: kopf.Body) -
             previous,
         )
         server_version = info.version
+        if (nobody := serves_no_namespace(known.spec)) is not None:
+            conditions = _condition(False, Reason.NO_NAMESPACES_ALLOWED, nobody, known.generation, previous)
     except InvalidRegistryConfig as exc:
         conditions = _condition(False, Reason.INVALID_REGISTRY, str(exc), known.generation, previous)
     except RegistryAuthError as exc:
