@@ -11,7 +11,7 @@ from promptalias.api.conditions import Reason
 from promptalias.api.promptalias import RegistryKind, RegistryRef
 from promptalias.api.registry import ClusterPromptRegistrySpec, PromptRegistrySpec, RegistrySpec
 from promptalias.reconcile.alias import Outcome
-from promptalias.reconcile.ownership import Owner
+from promptalias.reconcile.ownership import Claim, Owner, winner
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey, resolve_registry
 from promptalias.reconcile.tenancy import (
     AliasClaim,
@@ -23,6 +23,7 @@ from promptalias.reconcile.tenancy import (
     mark_refusal,
     matches,
     refused_outcome,
+    same_namespace,
     serves_no_namespace,
     write_authority,
 )
@@ -280,3 +281,13 @@ def test_a_refused_request_keeps_the_resolution_but_says_not_authorized() -> Non
     )
     assert refused.resolved_version == 3  # still following MLflow
     assert refused.message.endswith("Remove the request annotation to withdraw it.")
+
+
+def test_only_writers_of_the_same_namespace_are_rivals_once_a_namespace_may_write() -> None:
+    def writer(namespace: str, minutes: int) -> Claim:
+        created = T0 + timedelta(minutes=minutes)
+        return Claim(URI, "p", "production", namespace, "pa", f"{namespace}-uid", created, writes=True)
+
+    claims = [writer("squatter", 0), writer("team", 5)]
+    assert winner(claims, (URI, "p", "production")) == claims[0]  # the oldest-claim rule alone
+    assert winner(same_namespace(claims, "team"), (URI, "p", "production")) == claims[1]

@@ -42,7 +42,7 @@ from promptalias.reconcile.alias import (
 from promptalias.reconcile.audit import audit_tag
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
-from promptalias.reconcile.tenancy import Refusal, WriteAction, refused_outcome
+from promptalias.reconcile.tenancy import Refusal, WriteAction, refused_outcome, same_namespace
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -130,7 +130,8 @@ class AliasPass:
                 Reason.NOT_AUTHORIZED, refusal.message, delay=IDLE_RECHECK_S, owner=refusal.holder
             )
         if spec.version is not None:
-            holder = winner(self.world.claims(), (known.endpoint, spec.prompt, spec.alias))
+            rivals = same_namespace(self.world.claims(), self.namespace)  # others: tenancy above
+            holder = winner(rivals, (known.endpoint, spec.prompt, spec.alias))
             if holder is not None and holder.uid != self.uid:
                 return await self._stalled(
                     Reason.CONFLICT,

@@ -27,7 +27,7 @@ from fnmatch import fnmatchcase
 from promptalias.api.conditions import Reason
 from promptalias.api.registry import ClusterPromptRegistrySpec, PromptRegistrySpec, RegistrySpec
 from promptalias.reconcile.alias import Outcome
-from promptalias.reconcile.ownership import Owner
+from promptalias.reconcile.ownership import Claim, Owner
 
 
 class Authority(IntEnum):
@@ -148,6 +148,13 @@ def authorize_write(
         "PromptAlias is deleted; otherwise use another alias.",
         holder=found.ref,
     )
+
+
+def same_namespace(claims: Iterable[Claim], namespace: str) -> list[Claim]:
+    """The writers the oldest-writer rule still arbitrates once `namespace` may write: its own.
+    Writers elsewhere are refused by `authorize_write` (lower authority, younger, or none), so they
+    must not put this one in Conflict."""
+    return [claim for claim in claims if claim.namespace == namespace]
 
 
 def mark_refusal(
