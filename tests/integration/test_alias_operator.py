@@ -442,6 +442,7 @@ spec:
   refreshInterval: 2s
   conditions:
   - namespaceSelector: {{matchLabels: {{team: billing}}}}
+    writePrompts: ["*"]  # pinning writes the alias: a grant (docs/operator.md, Tenancy)
 """,
     )
     try:
