@@ -359,7 +359,7 @@ def test_pinning_an_alias_another_namespace_follows_is_refused(
     message = wait_refused(testbed, "promptalias", namespace, "squatter")
     assert f"is held by namespace {victim}: PromptAlias {victim}/follower follows it" in message
     assert "MLflow is unchanged" in message
-    assert "will not set it" in wait_warning(testbed, namespace, "squatter")
+    assert "will not set the alias" in wait_warning(testbed, namespace, "squatter")
     st = get_object(testbed, "promptalias", namespace, "squatter")["status"]
     assert st.get("owner") == f"{victim}/follower"
     assert aliases(testbed.mlflow_uri, prompt_name) == {"production": 1}
@@ -381,7 +381,7 @@ def test_rollback_of_an_alias_another_namespace_holds_is_refused(
     testbed.kubectl("annotate", "promptalias", "reader", "-n", namespace, "promptalias.io/rollback-to=1")
     message = wait_refused(testbed, "promptalias", namespace, "reader")
     assert f"is held by namespace {victim}" in message
-    assert "will not roll back it" in message
+    assert "will not roll back the alias" in message
     assert "Remove the request annotation to withdraw it" in message
     assert "rollback" in wait_warning(testbed, namespace, "reader")
     assert aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
@@ -491,7 +491,7 @@ spec:
     testbed.kubectl("annotate", "promptexperiment", "ab", "-n", namespace, "promptalias.io/promote=true")
     message = wait_refused(testbed, "promptexperiment", namespace, "ab")
     assert f"is held by namespace {victim}" in message
-    assert "will not promote into it" in message
+    assert "will not promote into the alias" in message
     wait_warning(testbed, namespace, "ab")
     assert aliases(testbed.mlflow_uri, prompt_name) == {"production": 1, "candidate-x": 2}
     assert MOVED_TAG not in version_tags(testbed.mlflow_uri, prompt_name, 2)

@@ -228,7 +228,7 @@ def test_refusal_names_the_holder() -> None:
     )
     assert refusal is not None
     assert refusal.holder == "victim/follower"
-    assert "will not roll back it" in refusal.message
+    assert "will not roll back the alias" in refusal.message
 
 
 @pytest.mark.parametrize(

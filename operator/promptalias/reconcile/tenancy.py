@@ -44,7 +44,7 @@ class WriteAction(StrEnum):
     PIN = "set"
     ROLLBACK = "roll back"
     TAKEOVER = "take over"
-    CANDIDATE = "set the candidate alias"
+    CANDIDATE = "set"
     PROMOTE = "promote into"
 
 
@@ -144,7 +144,7 @@ def authorize_write(
     mode = "pins" if found.pinned else "follows"
     return Refusal(
         f"{what} is held by namespace {found.namespace}: PromptAlias {found.ref} {mode} it with {why}. "
-        f"This resource will not {action} it; MLflow is unchanged. The alias passes on when that "
+        f"This resource will not {action} the alias; MLflow is unchanged. The alias passes on when that "
         "PromptAlias is deleted; otherwise use another alias.",
         holder=found.ref,
     )
@@ -165,7 +165,7 @@ def mark_refusal(
         return None
     return Refusal(
         f"alias {alias!r} of prompt {prompt!r} is managed by {mark} (owner tag on the MLflow prompt), so "
-        f"this resource will not {action} it; MLflow is unchanged.",
+        f"this resource will not {action} the alias; MLflow is unchanged.",
         holder=str(mark),
     )
 
