@@ -179,6 +179,11 @@ class AliasPass:
             alias=spec.alias,
         )
 
+    def _settled_delay(self) -> float:
+        if self.refusal is not None:
+            return self.refresh_s  # a refused request is re-checked like any Stalled state
+        return self.refresh_s * 10 if self.refresh_s else IDLE_RECHECK_S
+
     # ---- with a working client -----------------------------------------------------------------
 
     async def _read_prompt(self, known: KnownRegistry, client: MlflowRegistry) -> PromptState | None:
@@ -283,7 +288,7 @@ class AliasPass:
         digest = _digest(version) if version is not None else None
         return await self._finish(
             refused_outcome(settled_from_plan(plan, spec, digest=digest, config_map=configmap), self.refusal),
-            delay=self.refresh_s * 10 if self.refresh_s else IDLE_RECHECK_S,
+            delay=self._settled_delay(),
             plan=plan,
         )
 
