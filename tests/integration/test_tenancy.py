@@ -155,12 +155,21 @@ def current(testbed: Testbed, kind: str, namespace: str, name: str) -> dict[str,
     return st if st.get("observedGeneration") == obj["metadata"]["generation"] else None
 
 
+def _waiting(testbed: Testbed, kind: str, namespace: str, name: str, what: str, done: Any) -> Any:
+    """wait_for, failing with the object's last status (what the operator said instead)."""
+    try:
+        return wait_for(done, 60, what)
+    except AssertionError as exc:
+        st = get_object(testbed, kind, namespace, name).get("status")
+        raise AssertionError(f"{exc}; last status: {json.dumps(st)}") from None
+
+
 def wait_synced(testbed: Testbed, namespace: str, name: str, version: int) -> None:
     def done() -> bool:
         st = current(testbed, "promptalias", namespace, name)
         return st is not None and st.get("resolvedVersion") == version and ready_is(st, "True", "Synced")
 
-    wait_for(done, 30, f"{namespace}/{name} Synced at version {version}")
+    _waiting(testbed, "promptalias", namespace, name, f"{namespace}/{name} Synced at version {version}", done)
 
 
 def wait_refused(
@@ -174,7 +183,8 @@ def wait_refused(
         ready_message = next(c["message"] for c in st["conditions"] if c["type"] == "Ready")
         return str(ready_message) if stalled.get("status") == "True" else None
 
-    message: str = wait_for(done, 30, f"{kind} {namespace}/{name} Stalled with reason {reason}")
+    what = f"{kind} {namespace}/{name} Stalled with reason {reason}"
+    message: str = _waiting(testbed, kind, namespace, name, what, done)
     return message
 
 
@@ -400,7 +410,14 @@ def test_takeover_without_write_access_is_refused(
     register(prompt_name, 2)
     move(prompt_name, 1)
     elsewhere = json.dumps({"cluster": "prod-eu", "namespace": "billing", "name": "parser"})
-    mlflow_client.set_registered_model_tag(prompt_name, OWNER_TAG, elsewhere)
+    set_tag = {"name": prompt_name, "key": OWNER_TAG, "value": elsewhere}
+    request = urllib.request.Request(
+        f"{testbed.mlflow_uri}/api/2.0/mlflow/registered-models/set-tag",
+        data=json.dumps(set_tag).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
 
     # The attacker may only read through the ClusterPromptRegistry.
     takeover = {"promptalias.io/takeover": "true"}
