@@ -298,7 +298,8 @@ kind: PromptRegistry
 metadata: {{name: secured, namespace: {namespace}}}
 spec:
   trackingUri: {uri}
-  refreshInterval: 1s
+  refreshInterval: 2s
+  timeout: 30s  # the basic-auth server has one worker, and the test machine may be loaded
   auth: {{secretRef: {{name: mlflow-auth}}}}
 """,
     )
