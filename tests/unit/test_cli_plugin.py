@@ -13,6 +13,7 @@ import yaml
 
 from promptalias.cli import plugin_cmds as cli
 from promptalias.cli.main import build_parser, main
+from promptalias.reconcile.gitops import DECLARED, GitOpsOwner
 from promptalias.registry import PromptVersion
 
 NOW = datetime(2026, 1, 10, 12, 0, 0, tzinfo=UTC)
@@ -154,57 +155,12 @@ def test_history_table_shows_moves_oldest_first() -> None:
     assert lines[3].split() == ["2026-01-10T11:30:00Z", "Observed", "2→-", "<none>"]
 
 
-# ---- GitOps ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("labels", "annotations", "expected"),
-    [
-        ({}, {}, None),
-        # Every Helm chart sets the instance label: alone it proves nothing.
-        ({"app.kubernetes.io/instance": "invoice"}, {}, None),
-        (
-            {},
-            {"argocd.argoproj.io/tracking-id": "invoice:promptalias.io/PromptAlias:billing/x"},
-            cli.GitOpsOwner("Argo CD", "Application", "invoice"),
-        ),
-        (
-            {},
-            {"argocd.argoproj.io/tracking-id": "team-a_invoice:promptalias.io/PromptAlias:billing/x"},
-            cli.GitOpsOwner("Argo CD", "Application", "invoice", "team-a"),
-        ),
-        (
-            {"app.kubernetes.io/instance": "invoice"},
-            {"argocd.argoproj.io/sync-options": "ServerSideApply=true"},
-            cli.GitOpsOwner("Argo CD", "Application", "invoice"),
-        ),
-        (
-            {"argocd.argoproj.io/instance": "invoice"},
-            {},
-            cli.GitOpsOwner("Argo CD", "Application", "invoice"),
-        ),
-        (
-            {
-                "kustomize.toolkit.fluxcd.io/name": "apps",
-                "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
-            },
-            {},
-            cli.GitOpsOwner("Flux", "Kustomization", "apps", "flux-system"),
-        ),
-        (
-            {"helm.toolkit.fluxcd.io/name": "invoice", "helm.toolkit.fluxcd.io/namespace": "billing"},
-            {},
-            cli.GitOpsOwner("Flux", "HelmRelease", "invoice", "billing"),
-        ),
-    ],
-)
-def test_detect_gitops(labels: dict[str, str], annotations: dict[str, str], expected: Any) -> None:
-    assert cli.detect_gitops({"labels": labels, "annotations": annotations}) == expected
+# ---- the Git change (the detection: test_gitops.py) ----------------------------------------------
 
 
 def test_git_change_is_yaml_naming_the_object_and_the_new_version() -> None:
     obj = _alias("invoice-parser-production")
-    owner = cli.GitOpsOwner("Argo CD", "Application", "invoice", "argocd")
+    owner = GitOpsOwner("Argo CD", "Application", "invoice", "argocd")
     text = cli.git_change(obj, 2, owner)
     doc = yaml.safe_load(text)
     assert doc == {
@@ -220,9 +176,9 @@ def test_git_change_is_yaml_naming_the_object_and_the_new_version() -> None:
 
 def test_git_change_for_flux() -> None:
     obj = _alias("x")
-    kustomization = cli.git_change(obj, 1, cli.GitOpsOwner("Flux", "Kustomization", "apps", "flux-system"))
+    kustomization = cli.git_change(obj, 1, GitOpsOwner("Flux", "Kustomization", "apps", "flux-system"))
     assert "flux reconcile kustomization apps -n flux-system --with-source" in kustomization
-    helm = cli.git_change(obj, 1, cli.GitOpsOwner("Flux", "HelmRelease", "invoice", "billing"))
+    helm = cli.git_change(obj, 1, GitOpsOwner("Flux", "HelmRelease", "invoice", "billing"))
     assert "values of HelmRelease billing/invoice" in helm
     assert yaml.safe_load(helm)["spec"] == {"version": 1}
 
@@ -372,6 +328,21 @@ def test_rollback_force_patches_a_gitops_managed_object(capsys: pytest.CaptureFi
     assert code == cli.EXIT_OK
     assert fake.patches == [{"spec": {"version": 1}}]
     assert "--force" in capsys.readouterr().err
+
+
+def test_rollback_honours_the_gitops_override_like_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
+    # promptalias.io/gitops: "false" says no tool applies the object, whatever marks it carries...
+    marked = {"argocd.argoproj.io/tracking-id": "invoice:x:billing/prod", "promptalias.io/gitops": "false"}
+    fake = FakeCluster(_alias("prod", annotations=marked))
+    assert cli.cmd_rollback(_args(["rollback", "prod", "--no-wait"]), fake) == cli.EXIT_OK  # type: ignore[arg-type]
+    assert fake.patches == [{"spec": {"version": 2}}]
+    # ...and "true" says one does, even without marks: then the change belongs in Git.
+    declared = FakeCluster(_alias("prod", annotations={"promptalias.io/gitops": "true"}))
+    assert cli.cmd_rollback(_args(["rollback", "prod"]), declared) == cli.EXIT_GITOPS  # type: ignore[arg-type]
+    assert declared.patches == []
+    out = capsys.readouterr()
+    assert f"managed by {DECLARED}" in out.err
+    assert yaml.safe_load(out.out)["spec"] == {"version": 2}
 
 
 def test_rollback_in_follow_mode_asks_the_operator(capsys: pytest.CaptureFixture[str]) -> None:

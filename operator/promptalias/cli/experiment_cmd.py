@@ -22,9 +22,6 @@ from promptalias.cli.plugin_cmds import (
     EXIT_GITOPS,
     EXIT_OK,
     EXIT_PENDING,
-    FIELD_MANAGER,
-    GROUP,
-    VERSION,
     CliError,
     _Cluster,
     _cluster_options,
@@ -33,18 +30,22 @@ from promptalias.cli.plugin_cmds import (
     _output,
     _wait_options,
     age,
-    detect_gitops,
     find_condition,
     git_change,
-    parse_time,
     render_table,
+)
+from promptalias.reconcile.gitops import detect_gitops
+from promptalias.reconcile.timestamps import format_timestamp, parse_timestamp
+from promptalias.vocabulary import (
+    ABORT_ANNOTATION,
+    CLI_FIELD_MANAGER,
+    GROUP,
+    PROMOTE_ANNOTATION,
+    RESUME_ANNOTATION,
+    VERSION,
 )
 
 PLURAL: Final = "promptexperiments"
-# The annotations handlers/experiments.py consumes (strings repeated: the CLI must not import kopf).
-PROMOTE: Final = "promptalias.io/promote"
-ABORT: Final = "promptalias.io/abort"
-RESUME: Final = "promptalias.io/resume"
 HISTORY_HEADERS: Final = ("TIME", "REASON", "PHASE", "WEIGHT", "STEP", "ACTOR", "MESSAGE")
 LIST_HEADERS: Final = ("NAME", "BASELINE", "CANDIDATE", "PHASE", "WEIGHT", "STEP", "READY", "AGE")
 _STALLED: Final = frozenset(
@@ -88,7 +89,7 @@ def next_step_in(obj: Mapping[str, Any], now: datetime) -> float | None:
     for entry in reversed(_dig(obj, "status", "history") or []):
         reason = entry.get("reason")
         if (reason in ("Started", "StepAdvanced") and entry.get("step") == step) or reason == "Resumed":
-            started = parse_time(entry.get("time"))
+            started = parse_timestamp(entry.get("time"))
             break
     if started is None:
         return None
@@ -157,7 +158,11 @@ def describe(obj: Mapping[str, Any], baseline: Mapping[str, Any] | None, now: da
         lines.append(f"  Next step:   in {due:.0f}s")
     elif _dig(obj, "status", "phase") == "Paused" and not _dig(obj, "spec", "suspend"):
         lines.append("  Next step:   waiting for `promptalias experiment resume`")
-    pending = [key for key in (PROMOTE, ABORT, RESUME) if key in (_dig(obj, "metadata", "annotations") or {})]
+    pending = [
+        key
+        for key in (PROMOTE_ANNOTATION, ABORT_ANNOTATION, RESUME_ANNOTATION)
+        if key in (_dig(obj, "metadata", "annotations") or {})
+    ]
     if pending:
         lines.append(f"  Requests:    {', '.join(pending)} (not yet handled)")
     for kind in ("Ready", "Reconciling", "Stalled"):
@@ -199,7 +204,7 @@ def _annotate(cluster: _Cluster, namespace: str, name: str, annotations: Mapping
         PLURAL,
         name,
         {"metadata": {"annotations": dict(annotations)}},
-        field_manager=FIELD_MANAGER,
+        field_manager=CLI_FIELD_MANAGER,
         _content_type="application/merge-patch+json",
     )
 
@@ -217,7 +222,7 @@ def _namespace(args: argparse.Namespace, cluster: _Cluster) -> str:
 
 
 def _stamp() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return format_timestamp(datetime.now(UTC))
 
 
 def _wait_for(
@@ -235,7 +240,7 @@ def _wait_for(
             return obj
         stalled = find_condition(obj, "Stalled")
         if stalled is not None and stalled.get("status") == "True" and stalled.get("reason") in _STALLED:
-            changed = parse_time(stalled.get("lastTransitionTime"))
+            changed = parse_timestamp(stalled.get("lastTransitionTime"))
             if changed is not None and changed >= since.replace(microsecond=0):
                 raise CliError(
                     f"the operator refused: {stalled.get('reason')}: {stalled.get('message')}",
@@ -303,7 +308,7 @@ def cmd_promote(args: argparse.Namespace, cluster: _Cluster) -> int:
             "create it or fix spec.baseline.name",
         )
     since = datetime.now(UTC)
-    _annotate(cluster, namespace, args.name, {PROMOTE: _stamp()})
+    _annotate(cluster, namespace, args.name, {PROMOTE_ANNOTATION: _stamp()})
     owner = detect_gitops(baseline.get("metadata") or {})
     if owner is not None:
         print(git_change(baseline, version, owner), end="")
@@ -331,7 +336,7 @@ def cmd_abort(args: argparse.Namespace, cluster: _Cluster) -> int:
         print(f"PromptExperiment {namespace}/{args.name} is already {phase.lower()}.")
         return EXIT_OK
     since = datetime.now(UTC)
-    _annotate(cluster, namespace, args.name, {ABORT: _stamp()})
+    _annotate(cluster, namespace, args.name, {ABORT_ANNOTATION: _stamp()})
     if args.no_wait:
         print(f"abort requested for PromptExperiment {namespace}/{args.name}")
         return EXIT_OK
@@ -356,7 +361,7 @@ def cmd_resume(args: argparse.Namespace, cluster: _Cluster) -> int:
     step = _dig(obj, "status", "currentStep")
     since = datetime.now(UTC)
     # The step index makes the request idempotent: a repeat never skips a second step.
-    _annotate(cluster, namespace, args.name, {RESUME: str(step if step is not None else "")})
+    _annotate(cluster, namespace, args.name, {RESUME_ANNOTATION: str(step if step is not None else "")})
     if args.no_wait:
         print(f"resume requested for PromptExperiment {namespace}/{args.name}")
         return EXIT_OK

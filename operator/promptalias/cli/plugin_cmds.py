@@ -22,9 +22,21 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
+
+from promptalias.reconcile.gitops import GitOpsOwner, detect_gitops
+from promptalias.reconcile.timestamps import parse_timestamp
+from promptalias.vocabulary import (
+    API_VERSION,
+    CLI_FIELD_MANAGER,
+    GROUP,
+    OWNER_TAG_PREFIX,
+    ROLLBACK_ANNOTATION,
+    TAKEOVER_ANNOTATION,
+    VERSION,
+    is_internal_tag,
+)
 
 if TYPE_CHECKING:
     from promptalias.registry import MlflowRegistry, PromptState, PromptVersion, RegistryConfig
@@ -34,16 +46,7 @@ EXIT_PENDING: Final = 1  # also: `diff` found differences
 EXIT_ERROR: Final = 2
 EXIT_GITOPS: Final = 3
 
-GROUP: Final = "promptalias.io"
-VERSION: Final = "v1alpha1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
 PLURAL: Final = "promptaliases"
-# The one-shot requests the operator performs and then removes (handlers/alias_reconciler.py; the
-# strings are repeated here because importing the handlers would pull in kopf).
-ROLLBACK_ANNOTATION: Final = "promptalias.io/rollback-to"
-TAKEOVER_ANNOTATION: Final = "promptalias.io/takeover"
-OWNER_TAG_PREFIX: Final = "promptalias.io/owner."  # reconcile/ownership.py
-FIELD_MANAGER: Final = "kubectl-promptalias"
 FOLLOW: Final = "follow"
 NONE: Final = "<none>"
 DEFAULT_WAIT_S: Final = 60.0
@@ -66,19 +69,6 @@ class CliError(Exception):
 
 
 # ---- pure helpers: time and tables ----------------------------------------------------------------
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp as the apiserver writes it (…Z), or None."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def human_duration(seconds: float) -> str:
@@ -114,7 +104,7 @@ def human_duration(seconds: float) -> str:
 
 
 def age(value: Any, now: datetime) -> str:
-    stamp = parse_time(value)
+    stamp = parse_timestamp(value)
     return "<unknown>" if stamp is None else human_duration((now - stamp).total_seconds())
 
 
@@ -193,64 +183,7 @@ def history_table(history: Sequence[Mapping[str, Any]]) -> str:
     return render_table(HISTORY_HEADERS, rows)
 
 
-# ---- pure helpers: GitOps -------------------------------------------------------------------------
-
-ARGOCD_TRACKING_ID: Final = "argocd.argoproj.io/tracking-id"
-ARGOCD_PREFIX: Final = "argocd.argoproj.io/"
-ARGOCD_INSTANCE_LABELS: Final = ("argocd.argoproj.io/instance", "app.kubernetes.io/instance")
-FLUX_KUSTOMIZE: Final = "kustomize.toolkit.fluxcd.io"
-FLUX_HELM: Final = "helm.toolkit.fluxcd.io"
-
-
-@dataclass(frozen=True)
-class GitOpsOwner:
-    """The GitOps object that applies a resource from Git (and would revert a live patch)."""
-
-    tool: str  # "Argo CD" or "Flux"
-    kind: str  # Application, Kustomization or HelmRelease
-    name: str
-    namespace: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
-        return f"{self.tool} ({self.kind} {where})"
-
-    @property
-    def sync_hint(self) -> str:
-        ns = f" -n {self.namespace}" if self.namespace else ""
-        if self.kind == "Application":
-            app = f"{self.namespace}/{self.name}" if self.namespace else self.name
-            return f"argocd app sync {app}  (or wait for auto-sync)"
-        return f"flux reconcile {self.kind.lower()} {self.name}{ns} --with-source"
-
-
-def detect_gitops(metadata: Mapping[str, Any]) -> GitOpsOwner | None:
-    """Who applies this object from Git, judged from the marks Argo CD and Flux leave on it.
-
-    Argo CD: the annotation `argocd.argoproj.io/tracking-id` (<app>:<group>/<kind>:<ns>/<name>;
-    apps outside Argo CD's own namespace are written <app-namespace>_<app>), or, with label
-    tracking, the instance label together with any `argocd.argoproj.io/*` annotation (the
-    `app.kubernetes.io/instance` label alone is set by every Helm chart, so it is not enough).
-    Flux: the `<controller>.toolkit.fluxcd.io/name` and `/namespace` labels its controllers set.
-    """
-    labels: Mapping[str, Any] = metadata.get("labels") or {}
-    annotations: Mapping[str, Any] = metadata.get("annotations") or {}
-    tracking = annotations.get(ARGOCD_TRACKING_ID)
-    if isinstance(tracking, str) and tracking:
-        app = tracking.split(":", 1)[0]
-        namespace, _, name = app.rpartition("_")
-        return GitOpsOwner("Argo CD", "Application", name, namespace or None)
-    for prefix, kind in ((FLUX_KUSTOMIZE, "Kustomization"), (FLUX_HELM, "HelmRelease")):
-        flux_name = labels.get(f"{prefix}/name")
-        if flux_name:
-            flux_ns = str(labels.get(f"{prefix}/namespace") or "") or None
-            return GitOpsOwner("Flux", kind, str(flux_name), flux_ns)
-    if labels.get(ARGOCD_INSTANCE_LABELS[0]):
-        return GitOpsOwner("Argo CD", "Application", str(labels[ARGOCD_INSTANCE_LABELS[0]]))
-    argo_marks = any(str(key).startswith(ARGOCD_PREFIX) for key in annotations)
-    if labels.get(ARGOCD_INSTANCE_LABELS[1]) and argo_marks:
-        return GitOpsOwner("Argo CD", "Application", str(labels[ARGOCD_INSTANCE_LABELS[1]]))
-    return None
+# ---- pure helpers: the Git change (detection: reconcile/gitops.py) ------------------------------
 
 
 def git_change(obj: Mapping[str, Any], target: int, owner: GitOpsOwner) -> str:
@@ -330,7 +263,7 @@ def owner_text(tag_value: str | None) -> str:
 
 def user_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """Version tags without promptalias' own bookkeeping (audit and owner marks)."""
-    return {key: value for key, value in tags.items() if not key.startswith("promptalias.io/")}
+    return {key: value for key, value in tags.items() if not is_internal_tag(key)}
 
 
 def versions_table(
@@ -509,7 +442,7 @@ class _Cluster:
             PLURAL,
             name,
             dict(patch),
-            field_manager=FIELD_MANAGER,
+            field_manager=CLI_FIELD_MANAGER,
             _content_type="application/merge-patch+json",
         )
         return got
@@ -530,7 +463,7 @@ class _Cluster:
         found = []
         for event in events.items:
             stamp = event.last_timestamp or event.event_time or event.first_timestamp
-            stamp = parse_time(stamp)
+            stamp = parse_timestamp(stamp)
             if stamp is not None and stamp >= since.replace(microsecond=0):
                 found.append((stamp, f"{event.reason}: {' '.join(str(event.message or '').split())}"))
         return max(found)[1] if found else None

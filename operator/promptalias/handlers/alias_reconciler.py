@@ -32,13 +32,13 @@ from promptalias.projection.render import (
 from promptalias.reconcile.alias import (
     AliasPlan,
     Outcome,
-    actor_from_managed_fields,
     plan_alias,
     policy_violation,
     settle,
     settled_from_plan,
 )
 from promptalias.reconcile.audit import audit_tag
+from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
 from promptalias.registry import (
@@ -53,14 +53,17 @@ from promptalias.registry import (
     RegistryUnavailable,
     VersionNotFound,
 )
+from promptalias.vocabulary import (
+    CONTENT_HASH_ANNOTATION,
+    INTERNAL_TAG_PREFIX,
+    ROLLBACK_ANNOTATION,
+    TAKEOVER_ANNOTATION,
+)
 
 log = logging.getLogger(__name__)
 
 PLURAL = PromptAlias.PLURAL
-ROLLBACK_ANNOTATION = "promptalias.io/rollback-to"
-TAKEOVER_ANNOTATION = "promptalias.io/takeover"
 IDLE_RECHECK_S = 600.0  # safety net; the registry poller wakes workers when MLflow changes
-INTERNAL_TAG_PREFIX = "promptalias.io/"
 
 
 @dataclass
@@ -184,7 +187,7 @@ class AliasPass:
             owner_mark=owner_mark,
             me=self.me,
             now=self.now,
-            spec_actor=actor_from_managed_fields(self.meta.get("managedFields")),
+            spec_actor=version_actor(self.meta.get("managedFields")),
             rollback_to=_rollback_request(self.meta),
             takeover=_takeover_requested(self.meta),
         )
@@ -325,13 +328,13 @@ class AliasPass:
         return build_configmap(self.namespace, self.name, self.uid, document)
 
     async def _apply_projection(self, cm_body: Mapping[str, Any]) -> None:
-        wanted = cm_body["metadata"]["annotations"]["promptalias.io/content-hash"]
+        wanted = cm_body["metadata"]["annotations"][CONTENT_HASH_ANNOTATION]
         if self.world.projection_hashes.get(self.uid) == wanted:
             return
         existing = await self.world.kube.read_configmap_annotations(
             self.namespace, cm_body["metadata"]["name"]
         )
-        if existing is None or existing.get("promptalias.io/content-hash") != wanted:
+        if existing is None or existing.get(CONTENT_HASH_ANNOTATION) != wanted:
             await self.world.kube.apply_configmap(cm_body)
         self.world.projection_hashes[self.uid] = wanted
 

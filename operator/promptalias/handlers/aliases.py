@@ -20,10 +20,10 @@ from promptalias.handlers.worker import WorkerSpec, run_worker
 from promptalias.reconcile.ownership import Owner, owner_tag_key
 from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
 from promptalias.registry import RegistryError, RegistryUnavailable
+from promptalias.vocabulary import ABANDON_ANNOTATION, ALIAS_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
-ABANDON_ANNOTATION = "promptalias.io/abandon-alias"
 DELETION_TIMEOUT_S = 300.0
 
 
@@ -75,8 +75,7 @@ async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         meta = body.get("metadata", {})
         status = body.get("status") or {}
         spec_changed = status.get("observedGeneration") != meta.get("generation")
-        requests = {"promptalias.io/rollback-to", "promptalias.io/takeover"}
-        wants_action = bool(requests & set(meta.get("annotations") or {}))
+        wants_action = bool(set(ALIAS_REQUEST_ANNOTATIONS) & set(meta.get("annotations") or {}))
         if spec_changed or wants_action:
             world.worker(uid).poke(fresh=True)
 

@@ -18,7 +18,8 @@ import json
 from datetime import UTC, datetime
 from typing import Final
 
-MOVED_TAG_PREFIX: Final = "promptalias.io/moved."
+from promptalias.vocabulary import MOVED_TAG_PREFIX
+
 # MLflow refuses model-version tag values over 5000 characters; ours are far below, but a long
 # cluster id or resource name must never make the write itself fail.
 MAX_TAG_VALUE: Final = 5000
