@@ -41,6 +41,7 @@ from promptalias.reconcile.audit import audit_tag
 from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
+from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -418,9 +419,10 @@ def _differs(old: Mapping[str, Any], new: Mapping[str, Any], refresh_s: float) -
     old_sync, new_sync = old.get("lastSyncTime"), new.get("lastSyncTime")
     if old_sync == new_sync:
         return False
-    if old_sync is None or new_sync is None:
+    old_time, new_time = parse_timestamp(old_sync), parse_timestamp(new_sync)
+    if old_time is None or new_time is None:
         return True
-    elapsed = (datetime.fromisoformat(str(new_sync)) - datetime.fromisoformat(str(old_sync))).total_seconds()
+    elapsed = (new_time - old_time).total_seconds()
     return elapsed >= max(refresh_s, 1.0)
 
 

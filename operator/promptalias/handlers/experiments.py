@@ -54,6 +54,7 @@ from promptalias.reconcile.gitops import gitops_manager
 from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, resolve_registry
+from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -155,14 +156,13 @@ def _entry(body: Mapping[str, Any]) -> ExperimentEntry | None:
     baseline = (spec.get("baseline") or {}).get("name")
     if not baseline:
         return None
-    created = meta.get("creationTimestamp") or datetime.now(UTC).isoformat()
     phase = (body.get("status") or {}).get("phase")
     return ExperimentEntry(
         uid=str(meta.get("uid")),
         namespace=str(meta.get("namespace")),
         name=str(meta.get("name")),
         baseline=str(baseline),
-        created=datetime.fromisoformat(str(created).replace("Z", "+00:00")),
+        created=parse_timestamp(meta.get("creationTimestamp")) or datetime.now(UTC),
         terminal=phase in (ExperimentPhase.PROMOTED, ExperimentPhase.ABORTED),
         deleting=meta.get("deletionTimestamp") is not None,
     )
@@ -767,10 +767,9 @@ async def _deletion_target(
 
 
 def _since_deletion(meta: Mapping[str, Any]) -> float:
-    stamp = meta.get("deletionTimestamp")
-    if not stamp:
+    started = parse_timestamp(meta.get("deletionTimestamp"))
+    if started is None:
         return 0.0
-    started = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     return (datetime.now(UTC) - started).total_seconds()
 
 
