@@ -543,3 +543,22 @@ def test_api_errors_are_mapped_to_advice(status: int, body: dict[str, Any], expe
     error = api_error("https://k8s", "PromptAlias 'prod' in namespace 'b'", exc)
     assert expected in str(error)
     assert error.code == errors.EXIT_ERROR
+
+
+def test_versions_document_has_the_table_facts() -> None:
+    owner = json.dumps({"cluster": "cluster-a", "namespace": "billing", "name": "prod"})
+    doc = fmt.versions_document(
+        "p",
+        [_version(1, {"approved": "true", "promptalias.io/moved.production": "{}"}), _version(2)],
+        {"production": 1},
+        {"promptalias.io/owner.production": owner},
+    )
+    assert doc["aliases"] == {"production": {"version": 1, "managedBy": "cluster-a/billing/prod"}}
+    assert [v["version"] for v in doc["versions"]] == [2, 1]
+    assert doc["versions"][1] == {
+        "version": 1,
+        "created": "2026-01-09T12:00:00Z",
+        "aliases": ["production"],
+        "tags": {"approved": "true"},
+        "message": None,
+    }

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from promptalias.reconcile.gitops import GitOpsOwner
-from promptalias.reconcile.timestamps import parse_timestamp
+from promptalias.reconcile.timestamps import format_timestamp, parse_timestamp
 from promptalias.vocabulary import API_VERSION, OWNER_TAG_PREFIX, is_internal_tag
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ def versions_table(
     rows = [
         [
             str(v.version),
-            v.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            format_timestamp(v.created_at),
             ",".join(by_version.get(v.version, [])) or "-",
             ",".join(f"{k}={val}" for k, val in sorted(user_tags(v.tags).items())) or "-",
             " ".join((v.commit_message or "").split()) or "-",
@@ -249,6 +249,30 @@ def versions_table(
         ]
         text += "\n" + render_table(OWNER_HEADERS, owners)
     return text
+
+
+def versions_document(
+    prompt: str, versions: Sequence[PromptVersion], aliases: Mapping[str, int], tags: Mapping[str, str]
+) -> dict[str, Any]:
+    """`versions -o json|yaml`: the same facts as `versions_table`, newest version first."""
+    by_version = aliases_by_version(aliases)
+    return {
+        "prompt": prompt,
+        "aliases": {
+            alias: {"version": version, "managedBy": owner_text(tags.get(OWNER_TAG_PREFIX + alias))}
+            for alias, version in sorted(aliases.items())
+        },
+        "versions": [
+            {
+                "version": v.version,
+                "created": format_timestamp(v.created_at),
+                "aliases": by_version.get(v.version, []),
+                "tags": dict(sorted(user_tags(v.tags).items())),
+                "message": v.commit_message,
+            }
+            for v in sorted(versions, key=lambda v: v.version, reverse=True)
+        ],
+    }
 
 
 def output(data: Any, fmt: str) -> None:

@@ -21,18 +21,16 @@ from promptalias.cli.cluster import Cluster
 from promptalias.cli.errors import EXIT_GITOPS, EXIT_OK, EXIT_PENDING, CliError, report
 from promptalias.cli.formatting import (
     alias_table,
-    aliases_by_version,
     cell,
     dig,
     find_condition,
     git_change,
     history_table,
     output,
-    owner_text,
     ready_text,
     template_lines,
     unified_diff,
-    user_tags,
+    versions_document,
     versions_table,
 )
 from promptalias.cli.options import (
@@ -53,7 +51,7 @@ from promptalias.cli.registry_access import (
 )
 from promptalias.cli.waiting import annotations_of, request, wait_until
 from promptalias.reconcile.gitops import detect_gitops
-from promptalias.vocabulary import OWNER_TAG_PREFIX, ROLLBACK_ANNOTATION, TAKEOVER_ANNOTATION
+from promptalias.vocabulary import ROLLBACK_ANNOTATION, TAKEOVER_ANNOTATION
 
 if TYPE_CHECKING:
     from promptalias.registry import MlflowRegistry, PromptState, PromptVersion
@@ -305,25 +303,7 @@ def cmd_versions(args: argparse.Namespace, cluster_factory: Callable[[], Cluster
 
     state, versions = run_registry(config, fetch)
     if args.output in ("json", "yaml"):
-        by_version = aliases_by_version(state.aliases)
-        data = {
-            "prompt": state.name,
-            "aliases": {
-                alias: {"version": version, "managedBy": owner_text(state.tags.get(OWNER_TAG_PREFIX + alias))}
-                for alias, version in sorted(state.aliases.items())
-            },
-            "versions": [
-                {
-                    "version": v.version,
-                    "created": v.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "aliases": by_version.get(v.version, []),
-                    "tags": dict(sorted(user_tags(v.tags).items())),
-                    "message": v.commit_message,
-                }
-                for v in sorted(versions, key=lambda v: v.version, reverse=True)
-            ],
-        }
-        output(data, args.output)
+        output(versions_document(state.name, versions, state.aliases, state.tags), args.output)
         return EXIT_OK
     print(versions_table(versions, state.aliases, state.tags), end="")
     return EXIT_OK
