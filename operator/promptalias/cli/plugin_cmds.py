@@ -99,7 +99,6 @@ def cmd_rollback(args: argparse.Namespace, cluster: Cluster) -> int:
     namespace = namespace_of(args, cluster)
     obj = cluster.get_alias(namespace, args.name)
     ref = f"{namespace}/{args.name}"
-    uri = f"prompts:/{dig(obj, 'spec', 'prompt')}@{dig(obj, 'spec', 'alias')}"
     target = args.to if args.to is not None else dig(obj, "status", "previousVersion")
     if target is None:
         raise CliError(
@@ -108,20 +107,18 @@ def cmd_rollback(args: argparse.Namespace, cluster: Cluster) -> int:
         )
     target = int(target)
     if dig(obj, "spec", "version") is None:
-        return _rollback_follow(args, cluster, obj, namespace, target, uri)
-    return _rollback_pinned(args, cluster, obj, namespace, target, uri)
+        return _rollback_follow(args, cluster, obj, target)
+    return _rollback_pinned(args, cluster, obj, target)
 
 
-def _rollback_follow(
-    args: argparse.Namespace,
-    cluster: Cluster,
-    obj: Mapping[str, Any],
-    namespace: str,
-    target: int,
-    uri: str,
-) -> int:
+def _uri(obj: Mapping[str, Any]) -> str:
+    return f"prompts:/{dig(obj, 'spec', 'prompt')}@{dig(obj, 'spec', 'alias')}"
+
+
+def _rollback_follow(args: argparse.Namespace, cluster: Cluster, obj: Mapping[str, Any], target: int) -> int:
     """Follow mode: MLflow owns the alias, so the rollback happens there; the operator does it
     (with its registry credentials) when asked through the one-shot annotation, and records it."""
+    namespace, uri = str(dig(obj, "metadata", "namespace")), _uri(obj)
     current = dig(obj, "status", "resolvedVersion")
     if current == target:
         print(f"{uri} already points at version {target}; nothing to roll back")
@@ -145,16 +142,10 @@ def _rollback_follow(
     return EXIT_OK
 
 
-def _rollback_pinned(
-    args: argparse.Namespace,
-    cluster: Cluster,
-    obj: Mapping[str, Any],
-    namespace: str,
-    target: int,
-    uri: str,
-) -> int:
+def _rollback_pinned(args: argparse.Namespace, cluster: Cluster, obj: Mapping[str, Any], target: int) -> int:
     """Pinned mode: Git owns the alias through spec.version, so the rollback is a spec change —
     unless a GitOps tool applies the object, which would revert a live patch."""
+    namespace, uri = str(dig(obj, "metadata", "namespace")), _uri(obj)
     desired = int(dig(obj, "spec", "version"))
     if desired == target:
         print(f"spec.version of {namespace}/{args.name} is already {target}; nothing to roll back")
