@@ -29,6 +29,7 @@ from promptalias.projection.render import (
     build_configmap,
     render_projection,
 )
+from promptalias.projection.verify import STALE
 from promptalias.reconcile.alias import (
     AliasPlan,
     Outcome,
@@ -345,10 +346,15 @@ class AliasPass:
 
     async def _apply_projection(self, cm_body: Mapping[str, Any]) -> None:
         wanted = cm_body["metadata"]["annotations"]["promptalias.io/content-hash"]
-        if self.world.projection_hashes.get(self.uid) == wanted:
+        known = self.world.projection_hashes.get(self.uid)
+        if known == wanted:
             return
-        existing = await self.world.kube.read_configmap_annotations(
-            self.namespace, cm_body["metadata"]["name"]
+        # STALE: the ConfigMap watch saw it deleted or edited (handlers/projections.py); an edit may
+        # have kept the hash annotation, so apply without reading it first.
+        existing = (
+            None
+            if known == STALE
+            else await self.world.kube.read_configmap_annotations(self.namespace, cm_body["metadata"]["name"])
         )
         if existing is None or existing.get("promptalias.io/content-hash") != wanted:
             await self.world.kube.apply_configmap(cm_body)
