@@ -27,6 +27,7 @@ from promptalias.sidecar.atomic import DATA_LINK, AtomicDirWriter
 from promptalias.sidecar.kubeconfig import KubeConnection
 from promptalias.sidecar.notify import Notifier, SignalTarget
 from promptalias.sidecar.state import Entry, ProjectionState, is_projection_key
+from promptalias.sidecar.trust import untrusted_reason
 from promptalias.sidecar.watch import ConfigMap, ConfigMapWatch, Handler, WatchStatus
 
 logger = logging.getLogger("promptalias.sidecar")
@@ -119,6 +120,7 @@ class Sidecar(Handler):
         self.write_errors = 0
         self.last_write: float | None = None
         self.http_requests: dict[tuple[str, int], int] = {}
+        self.untrusted: dict[str, str] = {}  # origin -> why it is ignored
         self.waiting = 0
         self.watches: list[ConfigMapWatch] = []
         self.dir_watch: DirWatch | None = None
@@ -141,10 +143,23 @@ class Sidecar(Handler):
             found.append(self.dir_watch.status)
         return found
 
+    def _trusted(self, obj: ConfigMap) -> bool:
+        """Only projections the operator wrote (sidecar/trust.py); others are warned about once."""
+        reason = untrusted_reason(obj)
+        origin = _origin(obj)
+        if reason is None:
+            self.untrusted.pop(origin, None)
+            return True
+        if self.untrusted.get(origin) != reason:
+            logger.warning("%s", reason)
+        self.untrusted[origin] = reason
+        return False
+
     async def listed(self, watch: ConfigMapWatch, items: list[ConfigMap]) -> None:
         objects = {
             _origin(item): (item.get("data"), str(item.get("metadata", {}).get("resourceVersion", "")))
             for item in items
+            if self._trusted(item)
         }
         scope = self._scopes.get(id(watch), set())
         self.state.replace(scope, objects)
@@ -156,7 +171,9 @@ class Sidecar(Handler):
     async def event(self, watch: ConfigMapWatch, kind: str, obj: ConfigMap) -> None:
         origin = _origin(obj)
         scope = self._scopes.setdefault(id(watch), set())
-        if kind == "DELETED":
+        if kind == "DELETED" or not self._trusted(obj):
+            if kind == "DELETED":
+                self.untrusted.pop(origin, None)
             scope.discard(origin)
             changed = self.state.remove(origin)
         else:
@@ -414,6 +431,12 @@ class Sidecar(Handler):
             "counter",
             "Projection documents refused as invalid (the previous good one is kept).",
             [({}, self.state.invalid_total)],
+        )
+        metric(
+            "promptalias_sidecar_untrusted_configmaps",
+            "gauge",
+            "Labelled ConfigMaps ignored because the operator did not write them (no PromptAlias owner).",
+            [({}, len(self.untrusted))],
         )
         metric("promptalias_sidecar_prompts", "gauge", "Prompt files served.", [({}, len(self.published))])
         metric("promptalias_sidecar_ready", "gauge", "1 after the first full sync.", [({}, int(self.ready))])
