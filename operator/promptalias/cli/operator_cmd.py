@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add(
         "--mlflow-webhook-listen",
         metavar="HOST:PORT",
-        help="receive MLflow prompt-alias webhooks on HOST:PORT, e.g. 127.0.0.1:8719 (plain HTTP: TLS in front)",
+        help="receive MLflow prompt-alias webhooks on HOST:PORT, e.g. 127.0.0.1:8719 "
+        "(plain HTTP: put TLS in front)",
     )
     add("--mlflow-webhook-url", metavar="URL", help="the URL MLflow calls to reach --mlflow-webhook-listen")
     add(
