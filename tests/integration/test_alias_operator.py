@@ -536,3 +536,49 @@ def test_a_version_registered_after_the_spec_change_is_the_users_change(
     assert "pendingMove" not in st
     assert condition(testbed, "promptalias", namespace, "late", "Drifted") == "False"
     assert not [h for h in st["history"] if h["reason"] in ("DriftCorrected", "Observed")]
+
+
+@pytest.mark.parametrize("field", ["token", "ca.crt"])
+def test_a_secret_that_is_not_utf8_is_a_clear_condition_without_its_bytes(
+    testbed: Testbed, namespace: str, operator_process: OperatorProcess, prompt_name: str, field: str
+) -> None:
+    import base64
+
+    raw = b"\xff\xfeSECRETPART-" + prompt_name.encode() + b"\x80"
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "odd", "namespace": namespace},
+        "data": {field: base64.b64encode(raw).decode()},
+    }
+    testbed.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    extra = (
+        "auth: {secretRef: {name: odd}}"
+        if field == "token"
+        else "tls: {caSecretRef: {name: odd, key: ca.crt}}"
+    )
+    uri = testbed.mlflow_uri if field == "token" else testbed.mlflow_uri.replace("http://", "https://")
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: odd, namespace: {namespace}}}
+spec:
+  trackingUri: {uri}
+  {extra}
+""",
+    )
+    apply_yaml(testbed, pa_yaml(namespace, "odd", prompt_name, "production", 1, registryRef={"name": "odd"}))
+    st = wait_reason(testbed, namespace, "odd", "InvalidRegistry")
+    message = next(c["message"] for c in st["conditions"] if c["type"] == "Ready")
+    assert "is not UTF-8 text" in message
+    everything = "\n".join(
+        [
+            testbed.kubectl("get", "promptalias,promptregistry,events", "-n", namespace, "-o", "yaml").stdout,
+            operator_process.log_path.read_text(errors="replace"),
+        ]
+    )
+    assert "SECRETPART" not in everything
+    assert "0xff" not in everything
+    assert base64.b64encode(raw).decode() not in everything
