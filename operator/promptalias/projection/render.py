@@ -42,6 +42,7 @@ _DNS1123_INVALID_RE: Final = re.compile(r"[^a-z0-9.-]+")
 _LABEL_INVALID_RE: Final = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_LABEL_VALUE: Final = 63
 _HASH_CHARS: Final = 16
+_HASHED_NAME_RE: Final = re.compile(rf"-[0-9a-f]{{{_HASH_CHARS}}}$")
 
 
 class ProjectionError(ValueError):
@@ -109,13 +110,19 @@ def _short_hash(text: str) -> str:
 def configmap_name(pa_name: str) -> str:
     """`promptalias-<pa_name>`: a valid DNS-1123 subdomain of at most 253 characters.
 
-    Longer (or unusual) names keep a readable prefix and end in a hash of the full name, so two
-    PromptAliases never share a ConfigMap and the name is the same on every render.
+    Longer (or unusual) names keep a readable prefix and end in `-<16 hex digits>`, a hash of the full
+    name, so the name is the same on every render. Plain names never take that shape (a name that
+    happens to end in `-<16 hex digits>` is hashed too), so a plain name can never equal another
+    PromptAlias's hashed one: two PromptAliases never share a ConfigMap.
     """
     if not pa_name:
         raise ProjectionError("PromptAlias name must not be empty")
     candidate = CONFIGMAP_NAME_PREFIX + pa_name
-    if len(candidate) <= MAX_CONFIGMAP_NAME and _is_dns1123_subdomain(candidate):
+    if (
+        len(candidate) <= MAX_CONFIGMAP_NAME
+        and _is_dns1123_subdomain(candidate)
+        and not _HASHED_NAME_RE.search(candidate)
+    ):
         return candidate
     suffix = "-" + _short_hash(pa_name)
     body = _DNS1123_INVALID_RE.sub("-", candidate.lower())[: MAX_CONFIGMAP_NAME - len(suffix)]
