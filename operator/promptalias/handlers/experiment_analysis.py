@@ -1,0 +1,335 @@
+"""The automatic analysis of a PromptExperiment (spec.analysis), run inside the experiment pass.
+
+Every `interval` (timed from status.analysis.lastAnalysisTime, so restarts neither skip nor repeat a
+look) it reads each metric for both arms — Prometheus instant queries, MLflow trace feedback from the
+baseline's registry — decides with reconcile/analysis.py (pure), writes status.analysis, and acts
+the way a person would: a promotion or abort is the `promptalias.io/promote` / `promptalias.io/abort`
+annotation, set with the field manager `promptalias-analysis`, so it takes the same path as
+`promptalias experiment promote` (GitOps baselines get the Git change reported) and the history
+names the analysis as the actor. The experiment pass calls `analysis_hook` and applies the returned
+`AnalysisHook` to its outcome (conditions) and delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final
+
+import aiohttp
+from kubernetes.client.exceptions import ApiException
+
+from promptalias.api.experiment import (
+    AnalysisDecision,
+    AnalysisMetric,
+    AnalysisStatus,
+    ExperimentHistoryEntry,
+    FeedbackAggregation,
+    PromptExperiment,
+    Statistic,
+)
+from promptalias.api.types import GROUP, VERSION
+from promptalias.kube import Kube, KubeError
+from promptalias.reconcile.analysis import (
+    ANALYSIS_ACTOR,
+    HOLD_QUERY_FAILED,
+    HOLD_SAMPLE_RATIO,
+    HOLD_UNAVAILABLE,
+    Analysis,
+    ArmData,
+    Context,
+    MetricData,
+    Observation,
+    SourceFailure,
+    decide,
+    due_in,
+    experiment_started,
+    history_entry,
+    split_count,
+    split_start,
+    window_text,
+)
+from promptalias.reconcile.experiment import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Baseline, Outcome, Progress
+from promptalias.reconcile.stats import Summary
+from promptalias.registry import MlflowRegistry, RegistryError, RegistryUnavailable
+from promptalias.registry.traces import experiment_id, version_feedback
+from promptalias.sources.prometheus import PrometheusError, instant_query, render
+
+log = logging.getLogger(__name__)
+
+PLURAL: Final = PromptExperiment.PLURAL
+PROMETHEUS_URL_ENV: Final = "PROMPTALIAS_PROMETHEUS_URL"
+
+
+class AnalysisReason:
+    """Condition reasons of the analysis (docs/experiments.md, *Analysis*)."""
+
+    ANALYSING = "Analysing"
+    """Reconciling: the analysis runs and has not decided yet (Pending or Continue)."""
+    UNAVAILABLE = "AnalysisUnavailable"
+    """Reconciling: a metric source is down; the experiment holds and the next look retries."""
+    QUERY_FAILED = "AnalysisQueryFailed"
+    """Stalled: a query or source setting is wrong (Prometheus refused it, unknown experiment)."""
+    SAMPLE_RATIO_MISMATCH = "SampleRatioMismatch"
+    """Stalled: the arms' counts do not match the weight (routing/client bug); holding."""
+
+
+@dataclass
+class AnalysisHook:
+    """What the experiment pass applies after the analysis."""
+
+    history: list[ExperimentHistoryEntry] = field(default_factory=list)
+    reconciling: str | None = None
+    stalled: str | None = None
+    message: str | None = None
+    wake_after: float | None = None
+
+    def apply(self, outcome: Outcome) -> Outcome:
+        """The pass's outcome with the analysis' conditions (a promotion in progress wins)."""
+        if self.stalled is not None and not outcome.stalled and outcome.ready:
+            return replace(
+                outcome, ready=False, reason=self.stalled, message=self.message or "", stalled=True
+            )
+        if self.reconciling is not None and not outcome.reconciling and outcome.ready:
+            return replace(
+                outcome,
+                reconciling=True,
+                reconciling_reason=self.reconciling,
+                message=f"{outcome.message}; analysis: {self.message}"[:32768]
+                if self.message
+                else outcome.message,
+            )
+        return outcome
+
+    def delay(self, delay: float) -> float:
+        return delay if self.wake_after is None else min(delay, max(0.05, self.wake_after))
+
+
+def _conditions_of(status: AnalysisStatus | None) -> AnalysisHook:
+    """The conditions a stored analysis implies (passes between looks keep them steady)."""
+    if status is None:
+        return AnalysisHook(reconciling=AnalysisReason.ANALYSING, message="waiting for the first analysis")
+    if status.decision == AnalysisDecision.HOLD:
+        for prefix, hook in (
+            (HOLD_QUERY_FAILED, AnalysisHook(stalled=AnalysisReason.QUERY_FAILED)),
+            (HOLD_SAMPLE_RATIO, AnalysisHook(stalled=AnalysisReason.SAMPLE_RATIO_MISMATCH)),
+            (HOLD_UNAVAILABLE, AnalysisHook(reconciling=AnalysisReason.UNAVAILABLE)),
+        ):
+            if status.reason.startswith(prefix):
+                hook.message = status.reason
+                return hook
+    if status.decision in (AnalysisDecision.PENDING, AnalysisDecision.CONTINUE) or status.dry_run:
+        return AnalysisHook(reconciling=AnalysisReason.ANALYSING, message=status.reason)
+    return AnalysisHook()  # decided (Promote/Abort act through the annotation) or held at maxDuration
+
+
+async def analysis_hook(
+    *,
+    kube: Kube,
+    exp: PromptExperiment,
+    namespace: str,
+    name: str,
+    now: datetime,
+    progress: Progress,
+    baseline: Baseline,
+    client: MlflowRegistry,
+) -> AnalysisHook:
+    """Run the analysis when it is due; `exp.status.analysis` is updated in place once written."""
+    analysis = exp.spec.analysis
+    running = progress.publishes and not progress.promote and progress.weight > 0
+    if analysis is None or not running:
+        return AnalysisHook()
+    last = exp.status.analysis
+    due = due_in(analysis, last, now)
+    if due > 0:
+        hook = _conditions_of(last)
+        hook.wake_after = due
+        return hook
+    history = [*exp.status.history, *progress.history]
+    ctx = Context(
+        now=now,
+        started=experiment_started(history, now),
+        window_start=split_start(history, now),
+        weight=progress.weight,
+        splits=split_count(len(exp.spec.steps)) if exp.spec.steps else 1,
+        baseline_version=baseline.resolved_version,
+        candidate_version=exp.spec.candidate.version,
+        looks=last.looks if last is not None else 0,
+    )
+    observed = await observe(analysis.metrics, ctx, baseline, exp.spec.candidate.alias, client)
+    result = decide(analysis, observed, ctx)
+    try:
+        await kube.patch_status(PLURAL, namespace, name, {"analysis": _merge(last, result.status)})
+    except KubeError as exc:
+        log.warning("could not write the analysis of %s/%s: %s", namespace, name, exc)
+        return _conditions_of(last)
+    exp.status = exp.status.model_copy(update={"analysis": result.status})
+    hook = _conditions_of(result.status)
+    hook.wake_after = _interval(analysis.interval)
+    entry = history_entry(last, result, phase=progress.phase, weight=progress.weight, step=progress.step)
+    if entry is not None:
+        hook.history.append(entry)
+    if result.acts:
+        await _request(kube, namespace, name, result)
+    return hook
+
+
+def _interval(text: str) -> float:
+    from promptalias.api.duration import parse_duration
+
+    return parse_duration(text)
+
+
+def _merge(old: AnalysisStatus | None, new: AnalysisStatus) -> dict[str, Any]:
+    """A JSON merge patch from the stored analysis to the new one (dropped keys become null)."""
+
+    def diff(before: Any, after: Any) -> Any:
+        if not isinstance(after, dict) or not isinstance(before, dict):
+            return after
+        patch = {key: diff(before.get(key), value) for key, value in after.items()}
+        patch.update({key: None for key in before if key not in after})
+        return patch
+
+    result: dict[str, Any] = diff(old.to_dict() if old is not None else {}, new.to_dict())
+    return result
+
+
+async def _request(kube: Kube, namespace: str, name: str, result: Analysis) -> None:
+    """Promote or abort through the same annotation a person would set (see the module docstring)."""
+    key = PROMOTE_ANNOTATION if result.decision == AnalysisDecision.PROMOTE else ABORT_ANNOTATION
+    stamp = result.status.last_analysis_time.isoformat() if result.status.last_analysis_time else "now"
+    try:
+        await asyncio.to_thread(
+            kube.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": {key: stamp}}},
+            field_manager=ANALYSIS_ACTOR,
+            _content_type="application/merge-patch+json",
+        )
+    except ApiException as exc:
+        # The decision stays in status; the next look (same decision) requests it again.
+        log.warning("could not request %s of %s/%s: %s %s", key, namespace, name, exc.status, exc.reason)
+
+
+# ---- reading the sources ---------------------------------------------------------------------------
+
+
+async def observe(
+    metrics: list[AnalysisMetric],
+    ctx: Context,
+    baseline: Baseline,
+    candidate_alias: str,
+    client: MlflowRegistry,
+) -> dict[str, Observation]:
+    """Each metric's per-arm numbers over the current window, or why they could not be read."""
+    arms = {
+        "baseline": (baseline.alias, ctx.baseline_version),
+        "candidate": (candidate_alias, ctx.candidate_version),
+    }
+    found: dict[str, Observation] = {}
+    experiments: dict[str, str] = {}
+    async with aiohttp.ClientSession(headers={"User-Agent": "promptalias-analysis"}) as session:
+        for metric in metrics:
+            try:
+                if metric.prometheus is not None:
+                    found[metric.name] = await _prometheus(session, metric, ctx, baseline.prompt, arms)
+                else:
+                    found[metric.name] = await _feedback(
+                        client, metric, ctx, baseline.prompt, arms, experiments
+                    )
+            except PrometheusError as exc:
+                found[metric.name] = SourceFailure(str(exc), permanent=exc.permanent)
+            except RegistryUnavailable as exc:
+                found[metric.name] = SourceFailure(f"MLflow: {exc}", permanent=False)
+            except RegistryError as exc:
+                found[metric.name] = SourceFailure(f"MLflow refused the trace search: {exc}", permanent=True)
+    return found
+
+
+async def _prometheus(
+    session: aiohttp.ClientSession,
+    metric: AnalysisMetric,
+    ctx: Context,
+    prompt: str,
+    arms: Mapping[str, tuple[str, int | None]],
+) -> Observation:
+    source = metric.prometheus
+    assert source is not None
+    address = source.address or os.environ.get(PROMETHEUS_URL_ENV)
+    if not address:
+        return SourceFailure(
+            f"no Prometheus address: set spec.analysis.metrics[{metric.name}].prometheus.address or the "
+            f"operator's {PROMETHEUS_URL_ENV}",
+            permanent=True,
+        )
+    numbers: dict[str, ArmData] = {}
+    for arm, (alias, version) in arms.items():
+        values = {
+            "arm": arm,
+            "alias": alias,
+            "version": str(version or ""),
+            "prompt": prompt,
+            "window": window_text(ctx),
+        }
+
+        async def query(template: str, values: Mapping[str, str] = values) -> float | None:
+            return await instant_query(
+                session, address, render(template, values), timeout_s=source.timeout_s, at=ctx.now
+            )
+
+        count = await query(source.count)
+        value = await query(source.value)
+        n = max(0, round(count or 0.0))
+        if source.kind == Statistic.VALUE:
+            numbers[arm] = ArmData(n=n, value=value, exposures=n)
+            continue
+        total = max(0.0, value or 0.0)
+        if source.kind == Statistic.RATE:
+            summary = Summary.rate(n, min(total, float(n)))
+        else:
+            squares = await query(source.sum_of_squares or "")
+            summary = Summary(n, value or 0.0, max(0.0, squares or 0.0))
+        numbers[arm] = ArmData(n=n, summary=summary, exposures=n)
+    return MetricData(baseline=numbers["baseline"], candidate=numbers["candidate"])
+
+
+async def _feedback(
+    client: MlflowRegistry,
+    metric: AnalysisMetric,
+    ctx: Context,
+    prompt: str,
+    arms: Mapping[str, tuple[str, int | None]],
+    experiments: dict[str, str],
+) -> Observation:
+    source = metric.mlflow_feedback
+    assert source is not None
+    if source.experiment not in experiments:
+        experiments[source.experiment] = await experiment_id(client, source.experiment)
+    numbers: dict[str, ArmData] = {}
+    for arm, (_alias, version) in arms.items():
+        if version is None:
+            return SourceFailure(f"the {arm} version is not known yet", permanent=False)
+        found = await version_feedback(
+            client,
+            experiment=experiments[source.experiment],
+            prompt=prompt,
+            version=version,
+            name=source.name,
+            rate=source.kind == FeedbackAggregation.RATE,
+            since=ctx.window_start,
+        )
+        values = [v for v in found.values if math.isfinite(v)]
+        numbers[arm] = ArmData(n=len(values), summary=Summary.of(values), exposures=found.traces)
+    return MetricData(baseline=numbers["baseline"], candidate=numbers["candidate"])
+
+
+__all__ = ["AnalysisHook", "AnalysisReason", "analysis_hook", "observe"]

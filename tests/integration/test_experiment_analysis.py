@@ -1,0 +1,323 @@
+"""spec.analysis end to end: the session operator, the real apiserver and MLflow, real traces.
+
+Traffic comes from examples/invoice-parser/traffic.py: users routed through the baseline's real
+projection (promptalias.client's hash), each request an MLflow trace linked to its prompt version,
+feedback through mlflow.log_feedback. Every wait is on status fields, never on time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from kit import apply_yaml, get_object, wait_for
+from promptalias.testbed import Testbed
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = "v{n}: extract the invoice fields from {{{{text}}}}"
+
+
+def traffic_module() -> ModuleType:
+    name = "invoice_parser_traffic"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "invoice-parser" / "traffic.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def setup(testbed: Testbed, namespace: str, prompt: str, analysis: str, *, weight: int = 50) -> str:
+    import mlflow.genai
+
+    for n in range(1, 5):
+        mlflow.genai.register_prompt(name=prompt, template=TEMPLATE.format(n=n))
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptAlias
+metadata: {{name: parser, namespace: {namespace}}}
+spec: {{registryRef: {{name: mlflow}}, prompt: {prompt}, alias: production, version: 3}}
+""",
+    )
+    wait_for(lambda: pa(testbed, namespace).get("resolvedVersion") == 3, 60, "the baseline at version 3")
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptExperiment
+metadata: {{name: v4, namespace: {namespace}}}
+spec:
+  baseline: {{name: parser}}
+  candidate: {{alias: experimental-parser, version: 4}}
+  weight: {weight}
+  analysis:
+{analysis}
+""",
+    )
+    wait_for(
+        lambda: (
+            (exp(testbed, namespace).get("status") or {}).get("phase") == "Completed"
+            and (projection(testbed, namespace, prompt).get("experiment") or {}).get("weight") == weight
+        ),
+        60,
+        "the split in the baseline's projection",
+    )
+    return "v4"
+
+
+def pa(testbed: Testbed, namespace: str) -> dict[str, Any]:
+    result: dict[str, Any] = get_object(testbed, "promptalias", namespace, "parser").get("status") or {}
+    return result
+
+
+def exp(testbed: Testbed, namespace: str) -> dict[str, Any]:
+    return get_object(testbed, "promptexperiment", namespace, "v4")
+
+
+def projection(testbed: Testbed, namespace: str, prompt: str) -> dict[str, Any]:
+    cm = get_object(testbed, "configmap", namespace, "promptalias-parser")
+    doc: dict[str, Any] = json.loads(cm["data"][f"{prompt}.production.json"])
+    return doc
+
+
+def send_traffic(
+    testbed: Testbed, namespace: str, prompt: str, experiment: str, behaviours: dict[int, Any], users: int
+) -> Any:
+    import mlflow
+
+    traffic = traffic_module()
+    mlflow.set_experiment(experiment)
+    document = projection(testbed, namespace, prompt)
+    from promptalias.client._prompt import prompt_from_document
+
+    base = prompt_from_document(document, source="files")
+    return traffic.serve(base, [f"user-{uuid.uuid4().hex[:6]}-{i}" for i in range(users)], behaviours)
+
+
+def wait_exp(
+    testbed: Testbed, namespace: str, ok: Callable[[dict[str, Any]], bool], timeout: float, what: str
+) -> dict[str, Any]:
+    """Wait until the experiment satisfies `ok`; return it."""
+
+    def check() -> dict[str, Any] | None:
+        obj = exp(testbed, namespace)
+        return obj if ok(obj) else None
+
+    result: dict[str, Any] = wait_for(check, timeout, what)
+    return result
+
+
+def analysis_status(obj: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = (obj.get("status") or {}).get("analysis") or {}
+    return result
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        (c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {}
+    )
+    return found
+
+
+def feedback_metric(experiment: str, name: str = "thumbs", role: str = "Success", extra: str = "") -> str:
+    direction = "Higher" if role == "Success" else "Lower"
+    return (
+        f"      - {{name: {name}, role: {role}, direction: {direction}{extra}, "
+        f"mlflowFeedback: {{experiment: {experiment}, name: {name}, aggregation: Rate}}}}"
+    )
+
+
+def test_better_feedback_promotes_with_the_numbers(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    behaviour = traffic_module().Behaviour
+    experiment = f"traffic-{uuid.uuid4().hex[:8]}"
+    setup(
+        testbed,
+        namespace,
+        prompt_name,
+        f"    interval: 1s\n    minSamples: 40\n    metrics:\n{feedback_metric(experiment)}",
+    )
+    # before any traffic: Pending (never a failure), Reconciling while the analysis runs
+    pending = wait_exp(
+        testbed,
+        namespace,
+        lambda obj: analysis_status(obj).get("decision") == "Pending",
+        60,
+        "a Pending analysis",
+    )
+    assert condition(pending, "Reconciling").get("reason") == "Analysing"
+    assert condition(pending, "Ready").get("status") == "True"
+    send_traffic(
+        testbed,
+        namespace,
+        prompt_name,
+        experiment,
+        {3: behaviour(thumbs=0.3), 4: behaviour(thumbs=0.8)},
+        users=240,
+    )
+    done = wait_exp(
+        testbed,
+        namespace,
+        lambda obj: (obj.get("status") or {}).get("phase") == "Promoted",
+        120,
+        "the analysis to promote v4",
+    )
+    assert pa(testbed, namespace).get("resolvedVersion") == 4
+    status = analysis_status(done)
+    assert status["decision"] == "Promote"
+    thumbs = status["metrics"][0]
+    assert thumbs["verdict"] == "Better"
+    assert [arm["version"] for arm in thumbs["arms"]] == [3, 4]
+    assert thumbs["lower"] > 0
+    assert "significantly better" in status["reason"]
+    history = done["status"]["history"]
+    reasons = [entry["reason"] for entry in history]
+    assert "AnalysisPromote" in reasons
+    promoted = next(entry for entry in history if entry["reason"] == "Promoted")
+    assert promoted["actor"] == "promptalias-analysis"
+    assert "Reconciling" not in {c["type"] for c in done["status"]["conditions"]}
+
+
+def test_guard_breach_aborts_and_leaves_the_baseline(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    behaviour = traffic_module().Behaviour
+    experiment = f"traffic-{uuid.uuid4().hex[:8]}"
+    metrics = "\n".join(
+        [
+            feedback_metric(experiment),
+            feedback_metric(experiment, "error", "Guard", ", threshold: 0.05, thresholdType: Absolute"),
+        ]
+    )
+    setup(testbed, namespace, prompt_name, f"    interval: 1s\n    minSamples: 40\n    metrics:\n{metrics}")
+    send_traffic(
+        testbed,
+        namespace,
+        prompt_name,
+        experiment,
+        {3: behaviour(errors=0.0, thumbs=0.5), 4: behaviour(errors=0.5, thumbs=0.5)},
+        users=240,
+    )
+    done = wait_exp(
+        testbed,
+        namespace,
+        lambda obj: (obj.get("status") or {}).get("phase") == "Aborted",
+        120,
+        "the guard to abort v4",
+    )
+    assert pa(testbed, namespace).get("resolvedVersion") == 3
+    status = analysis_status(done)
+    assert status["decision"] == "Abort"
+    assert status["reason"].startswith("guard breached: error")
+    aborted = next(entry for entry in done["status"]["history"] if entry["reason"] == "Aborted")
+    assert aborted["actor"] == "promptalias-analysis"
+
+
+def test_aa_is_never_promoted_and_max_duration_applies_the_policy(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    behaviour = traffic_module().Behaviour
+    experiment = f"traffic-{uuid.uuid4().hex[:8]}"
+    setup(
+        testbed,
+        namespace,
+        prompt_name,
+        "    interval: 1s\n    minSamples: 40\n    maxDuration: 20s\n    onInconclusive: Abort\n"
+        f"    metrics:\n{feedback_metric(experiment)}",
+    )
+    send_traffic(
+        testbed, namespace, prompt_name, experiment, {3: behaviour(thumbs=0.5), 4: behaviour(thumbs=0.5)}, 240
+    )
+    done = wait_exp(
+        testbed,
+        namespace,
+        lambda obj: (obj.get("status") or {}).get("phase") in ("Aborted", "Promoted"),
+        120,
+        "maxDuration to end the A/A experiment",
+    )
+    assert done["status"]["phase"] == "Aborted"
+    assert pa(testbed, namespace).get("resolvedVersion") == 3
+    status = analysis_status(done)
+    assert "maxDuration 20s reached" in status["reason"]
+    reasons = [entry["reason"] for entry in done["status"]["history"]]
+    assert "AnalysisPromote" not in reasons
+
+
+def test_dry_run_reports_and_moves_nothing(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    behaviour = traffic_module().Behaviour
+    experiment = f"traffic-{uuid.uuid4().hex[:8]}"
+    setup(
+        testbed,
+        namespace,
+        prompt_name,
+        "    interval: 1s\n    minSamples: 40\n    dryRun: true\n"
+        f"    metrics:\n{feedback_metric(experiment)}",
+    )
+    send_traffic(
+        testbed, namespace, prompt_name, experiment, {3: behaviour(thumbs=0.3), 4: behaviour(thumbs=0.8)}, 240
+    )
+    reported = wait_exp(
+        testbed,
+        namespace,
+        lambda obj: analysis_status(obj).get("decision") == "Promote",
+        120,
+        "the dry run to report a promotion",
+    )
+    status = analysis_status(reported)
+    assert status["dryRun"] is True
+    assert status["reason"].startswith("dry run, nothing moved: would promote")
+    # the next look (a positive marker) still finds everything in place
+    looks = status["looks"]
+    later = wait_exp(
+        testbed, namespace, lambda obj: analysis_status(obj).get("looks", 0) > looks, 60, "another look"
+    )
+    assert later["status"]["phase"] == "Completed"
+    assert "promptalias.io/promote" not in (later["metadata"].get("annotations") or {})
+    assert pa(testbed, namespace).get("resolvedVersion") == 3
+    assert condition(later, "Reconciling").get("reason") == "Analysing"
+
+
+def test_broken_source_holds_and_stalls(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    setup(
+        testbed,
+        namespace,
+        prompt_name,
+        "    interval: 1s\n    minSamples: 40\n    metrics:\n"
+        + feedback_metric(f"missing-{uuid.uuid4().hex[:8]}")
+        + "\n      - {name: errors, role: Guard, direction: Lower, threshold: 0.1, "
+        "prometheus: {address: 'http://127.0.0.1:9', count: 'sum(a)', value: 'sum(b)', timeout: 2s}}",
+    )
+    stalled = wait_exp(
+        testbed,
+        namespace,
+        lambda obj: condition(obj, "Stalled").get("reason") == "AnalysisQueryFailed",
+        60,
+        "Stalled on the unknown MLflow experiment",
+    )
+    status = analysis_status(stalled)
+    assert status["decision"] == "Hold"
+    assert "mlflowFeedback.experiment" in status["reason"]
+    verdicts = {m["name"]: m["verdict"] for m in status["metrics"]}
+    assert verdicts == {"thumbs": "Error", "errors": "Error"}
+    assert "cannot connect to Prometheus" in status["metrics"][1]["reason"]
+    assert stalled["status"]["phase"] == "Completed"  # the split stays
