@@ -64,6 +64,7 @@ demo: venv controlplane
 
 bench: venv controlplane
 	@$(BIN)/python -m benchmarks.run
+	@$(BIN)/python -m benchmarks.analysis_sim
 
 clean:
 	-@test -x $(BIN)/promptalias && $(BIN)/promptalias testbed down
