@@ -60,6 +60,10 @@ ANALYSIS_ACTOR: Final = "promptalias-analysis"
 """The actor of the analysis' history entries, and the field manager of the promote/abort
 annotations it sets (so the experiment's history names it as who promoted or aborted)."""
 DEFAULT_ABSOLUTE_PLANNING: Final = 0.01
+HOLD_UNAVAILABLE: Final = "cannot read the metrics"
+HOLD_QUERY_FAILED: Final = "a metric query or source setting is wrong"
+HOLD_SAMPLE_RATIO: Final = "sample-ratio mismatch"
+"""Prefixes of the Hold reasons, from which the handler derives its conditions."""
 
 
 @dataclass(frozen=True)
@@ -424,7 +428,7 @@ def _sample_ratio_check(
         )
         if analysis.sample_ratio_alpha > 0 and check.p_value < analysis.sample_ratio_alpha:
             return status, (
-                f"sample-ratio mismatch on {metric.name}: the candidate got "
+                f"{HOLD_SAMPLE_RATIO} on {metric.name}: the candidate got "
                 f"{check.observed_share * 100:.2f}% of {b + c} requests, configured {weight}% "
                 f"(chi-square p={check.p_value:.2g} < "
                 f"{analysis.sample_ratio_alpha:g}): a routing or client bug; holding until it "
@@ -484,9 +488,10 @@ def decide(analysis: ExperimentAnalysis, observed: Mapping[str, Observation], ct
     if failures:
         permanent = [f for f in failures if f.permanent]
         first = (permanent or failures)[0]
+        why = HOLD_QUERY_FAILED if permanent else HOLD_UNAVAILABLE
         return result(
             AnalysisDecision.HOLD,
-            f"cannot read the metrics, holding (never promoting on missing data): {first.message}",
+            f"{why}, holding (never promoting on missing data): {first.message}",
             stalled=bool(permanent),
             unavailable=not permanent,
         )
@@ -564,6 +569,9 @@ def history_entry(
 
 __all__ = [
     "ANALYSIS_ACTOR",
+    "HOLD_QUERY_FAILED",
+    "HOLD_SAMPLE_RATIO",
+    "HOLD_UNAVAILABLE",
     "Analysis",
     "ArmData",
     "Context",
