@@ -113,6 +113,58 @@ def _conditions_of(status: AnalysisStatus | None) -> AnalysisHook:
     return AnalysisHook()  # decided (Promote/Abort act through the annotation) or held at maxDuration
 
 
+# ---- Prometheus gauges of the last analyses (the Grafana "Analysis" row) -------------------------
+
+_GAUGES: dict[tuple[str, str], AnalysisStatus] = {}
+
+
+def record_gauges(namespace: str, name: str, status: AnalysisStatus) -> None:
+    _GAUGES[(namespace, name)] = status
+
+
+def gauge_lines() -> list[str]:
+    """Exposition lines for handlers/metrics.py: per experiment, metric and arm, the last look."""
+    lines = [
+        "# HELP promptalias_experiment_analysis_arm_value Mean or rate of each arm at the last analysis.",
+        "# TYPE promptalias_experiment_analysis_arm_value gauge",
+    ]
+    samples = [
+        "# HELP promptalias_experiment_analysis_arm_samples Samples of each arm at the last analysis.",
+        "# TYPE promptalias_experiment_analysis_arm_samples gauge",
+    ]
+    effects = [
+        "# HELP promptalias_experiment_analysis_effect Effect of the candidate and its confidence sequence.",
+        "# TYPE promptalias_experiment_analysis_effect gauge",
+    ]
+    decisions = [
+        "# HELP promptalias_experiment_analysis_decision The last decision (1 for the current one).",
+        "# TYPE promptalias_experiment_analysis_decision gauge",
+    ]
+    for (namespace, name), status in sorted(_GAUGES.items()):
+        base = f'namespace="{namespace}",experiment="{name}"'
+        decisions.append(f'promptalias_experiment_analysis_decision{{{base},decision="{status.decision}"}} 1')
+        for metric in status.metrics:
+            labels = f'{base},metric="{metric.name}"'
+            for arm in metric.arms:
+                samples.append(
+                    f'promptalias_experiment_analysis_arm_samples{{{labels},arm="{arm.arm}"}} {arm.samples}'
+                )
+                if arm.value is not None:
+                    lines.append(
+                        f'promptalias_experiment_analysis_arm_value{{{labels},arm="{arm.arm}"}} {arm.value}'
+                    )
+            for bound, value in (
+                ("estimate", metric.effect),
+                ("lower", metric.lower),
+                ("upper", metric.upper),
+            ):
+                if value is not None:
+                    effects.append(
+                        f'promptalias_experiment_analysis_effect{{{labels},bound="{bound}"}} {value}'
+                    )
+    return lines + samples + effects + decisions
+
+
 async def analysis_hook(
     *,
     kube: Kube,
@@ -154,6 +206,7 @@ async def analysis_hook(
         log.warning("could not write the analysis of %s/%s: %s", namespace, name, exc)
         return _conditions_of(last)
     exp.status = exp.status.model_copy(update={"analysis": result.status})
+    record_gauges(namespace, name, result.status)
     hook = _conditions_of(result.status)
     hook.wake_after = _interval(analysis.interval)
     entry = history_entry(last, result, phase=progress.phase, weight=progress.weight, step=progress.step)
@@ -205,4 +258,4 @@ async def _request(kube: Kube, namespace: str, name: str, result: Analysis) -> N
         log.warning("could not request %s of %s/%s: %s %s", key, namespace, name, exc.status, exc.reason)
 
 
-__all__ = ["AnalysisHook", "AnalysisReason", "analysis_hook"]
+__all__ = ["AnalysisHook", "AnalysisReason", "analysis_hook", "gauge_lines", "record_gauges"]

@@ -10,6 +10,8 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from promptalias.handlers.experiment_analysis import gauge_lines
+
 log = logging.getLogger(__name__)
 
 METRICS_LISTEN_ENV = "PROMPTALIAS_METRICS_LISTEN"
@@ -56,6 +58,7 @@ class Metrics:
             "# TYPE promptalias_up gauge",
             f"promptalias_up {self.up}",
         ]
+        lines += gauge_lines()  # spec.analysis (handlers/experiment_analysis.py)
         return "\n".join(lines) + "\n"
 
 
