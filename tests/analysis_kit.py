@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kit import apply_yaml, get_object, wait_for
+from kit import apply_yaml, current_status, get_object, wait_for
 from promptalias.testbed import Testbed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ spec:
     )
     wait_for(
         lambda: (
-            (exp(testbed, namespace).get("status") or {}).get("phase") == "Completed"
+            (current_status(exp(testbed, namespace)) or {}).get("phase") == "Completed"
             and (projection(testbed, namespace, prompt).get("experiment") or {}).get("weight") == weight
         ),
         60,
@@ -74,8 +74,8 @@ spec:
 
 
 def pa(testbed: Testbed, namespace: str) -> dict[str, Any]:
-    result: dict[str, Any] = get_object(testbed, "promptalias", namespace, "parser").get("status") or {}
-    return result
+    """The baseline's status, once written for its current generation (else empty)."""
+    return current_status(get_object(testbed, "promptalias", namespace, "parser")) or {}
 
 
 def exp(testbed: Testbed, namespace: str) -> dict[str, Any]:
@@ -105,11 +105,11 @@ def send_traffic(
 def wait_exp(
     testbed: Testbed, namespace: str, ok: Callable[[dict[str, Any]], bool], timeout: float, what: str
 ) -> dict[str, Any]:
-    """Wait until the experiment satisfies `ok`; return it."""
+    """Wait until the experiment's status (for its current generation) satisfies `ok`; return it."""
 
     def check() -> dict[str, Any] | None:
         obj = exp(testbed, namespace)
-        return obj if ok(obj) else None
+        return obj if current_status(obj) is not None and ok(obj) else None
 
     result: dict[str, Any] = wait_for(check, timeout, what)
     return result
