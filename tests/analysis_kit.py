@@ -47,7 +47,7 @@ metadata: {{name: parser, namespace: {namespace}}}
 spec: {{registryRef: {{name: mlflow}}, prompt: {prompt}, alias: production, version: 3}}
 """,
     )
-    wait_for(lambda: pa(testbed, namespace).get("resolvedVersion") == 3, 60, "the baseline at version 3")
+    wait_for(lambda: pa(testbed, namespace).get("resolvedVersion") == 3, 120, "the baseline at version 3")
     apply_yaml(
         testbed,
         f"""
@@ -67,7 +67,7 @@ spec:
             (current_status(exp(testbed, namespace)) or {}).get("phase") == "Completed"
             and (projection(testbed, namespace, prompt).get("experiment") or {}).get("weight") == weight
         ),
-        60,
+        120,
         "the split in the baseline's projection",
     )
     return "v4"

@@ -24,7 +24,10 @@ from analysis_kit import (
 )
 from promptalias.testbed import Testbed
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(900),
+]  # traffic + several looks, on a loaded machine
 
 
 def test_better_feedback_promotes_with_the_numbers(
@@ -43,7 +46,7 @@ def test_better_feedback_promotes_with_the_numbers(
         testbed,
         namespace,
         lambda obj: analysis_status(obj).get("decision") == "Pending",
-        60,
+        120,
         "a Pending analysis",
     )
     assert condition(pending, "Reconciling").get("reason") == "Analysing"
@@ -60,7 +63,7 @@ def test_better_feedback_promotes_with_the_numbers(
         testbed,
         namespace,
         lambda obj: (obj.get("status") or {}).get("phase") == "Promoted",
-        120,
+        240,
         "the analysis to promote v4",
     )
     assert pa(testbed, namespace).get("resolvedVersion") == 4
@@ -103,7 +106,7 @@ def test_guard_breach_aborts_and_leaves_the_baseline(
         testbed,
         namespace,
         lambda obj: (obj.get("status") or {}).get("phase") == "Aborted",
-        120,
+        240,
         "the guard to abort v4",
     )
     assert pa(testbed, namespace).get("resolvedVersion") == 3
@@ -133,7 +136,7 @@ def test_aa_is_never_promoted_and_max_duration_applies_the_policy(
         testbed,
         namespace,
         lambda obj: (obj.get("status") or {}).get("phase") in ("Aborted", "Promoted"),
-        120,
+        240,
         "maxDuration to end the A/A experiment",
     )
     assert done["status"]["phase"] == "Aborted"
@@ -163,7 +166,7 @@ def test_dry_run_reports_and_moves_nothing(
         testbed,
         namespace,
         lambda obj: analysis_status(obj).get("decision") == "Promote",
-        120,
+        240,
         "the dry run to report a promotion",
     )
     status = analysis_status(reported)
@@ -172,7 +175,7 @@ def test_dry_run_reports_and_moves_nothing(
     # the next look (a positive marker) still finds everything in place
     looks = status["looks"]
     later = wait_exp(
-        testbed, namespace, lambda obj: analysis_status(obj).get("looks", 0) > looks, 60, "another look"
+        testbed, namespace, lambda obj: analysis_status(obj).get("looks", 0) > looks, 120, "another look"
     )
     assert later["status"]["phase"] == "Completed"
     assert "promptalias.io/promote" not in (later["metadata"].get("annotations") or {})
@@ -196,7 +199,7 @@ def test_broken_source_holds_and_stalls(
         testbed,
         namespace,
         lambda obj: condition(obj, "Stalled").get("reason") == "AnalysisQueryFailed",
-        60,
+        120,
         "Stalled on the unknown MLflow experiment",
     )
     status = analysis_status(stalled)

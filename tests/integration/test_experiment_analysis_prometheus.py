@@ -29,7 +29,10 @@ from promptalias.testbed import Testbed
 from promptalias.testbed.ports import free_port
 from promptalias.testbed.prometheus import PrometheusServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(900),
+]  # traffic + several looks, on a loaded machine
 
 _APP_METRICS: dict[str, str] = {}
 
@@ -92,7 +95,7 @@ def test_prometheus_guard_aborts_a_worse_candidate(
         {3: behaviour(errors=0.01, thumbs=0.5), 4: behaviour(errors=0.4, thumbs=0.5)},
         users=240,
     )
-    done = wait_exp(testbed, namespace, lambda obj: obj["status"].get("phase") == "Aborted", 120, "an abort")
+    done = wait_exp(testbed, namespace, lambda obj: obj["status"].get("phase") == "Aborted", 240, "an abort")
     assert pa(testbed, namespace).get("resolvedVersion") == 3
     status = analysis_status(done)
     assert status["reason"].startswith("guard breached: errors")
@@ -121,7 +124,7 @@ def test_prometheus_down_holds_then_resumes(
             testbed,
             namespace,
             lambda obj: condition(obj, "Reconciling").get("reason") == "AnalysisUnavailable",
-            60,
+            120,
             "the analysis to hold on the dead Prometheus",
         )
         assert analysis_status(held)["decision"] == "Hold"
@@ -138,7 +141,7 @@ def test_prometheus_down_holds_then_resumes(
             testbed,
             namespace,
             lambda obj: any(m.get("verdict") == "Better" for m in analysis_status(obj).get("metrics", [])),
-            120,
+            240,
             "the feedback to be significant",
         )
         assert analysis_status(better)["decision"] == "Hold"
@@ -147,7 +150,7 @@ def test_prometheus_down_holds_then_resumes(
         assert pa(testbed, namespace).get("resolvedVersion") == 3
     finally:
         prometheus.start()
-    done = wait_exp(testbed, namespace, lambda obj: obj["status"].get("phase") == "Promoted", 120, "resuming")
+    done = wait_exp(testbed, namespace, lambda obj: obj["status"].get("phase") == "Promoted", 240, "resuming")
     assert pa(testbed, namespace).get("resolvedVersion") == 4
     assert analysis_status(done)["decision"] == "Promote"
     wait_for(
