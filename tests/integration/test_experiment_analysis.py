@@ -183,7 +183,7 @@ def test_dry_run_reports_and_moves_nothing(
     assert condition(later, "Reconciling").get("reason") == "Analysing"
 
 
-def test_broken_source_holds_and_stalls(
+def test_dead_source_holds_and_no_traces_yet_is_pending(
     testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
 ) -> None:
     setup(
@@ -191,21 +191,24 @@ def test_broken_source_holds_and_stalls(
         namespace,
         prompt_name,
         "    interval: 1s\n    minSamples: 40\n    metrics:\n"
-        + feedback_metric(f"missing-{uuid.uuid4().hex[:8]}")
+        + feedback_metric(f"not-yet-{uuid.uuid4().hex[:8]}")
         + "\n      - {name: errors, role: Guard, direction: Lower, threshold: 0.1, "
         "prometheus: {address: 'http://127.0.0.1:9', count: 'sum(a)', value: 'sum(b)', timeout: 2s}}",
     )
-    stalled = wait_exp(
+    held = wait_exp(
         testbed,
         namespace,
-        lambda obj: condition(obj, "Stalled").get("reason") == "AnalysisQueryFailed",
+        lambda obj: condition(obj, "Reconciling").get("reason") == "AnalysisUnavailable",
         120,
-        "Stalled on the unknown MLflow experiment",
+        "the analysis to hold on the unreachable Prometheus",
     )
-    status = analysis_status(stalled)
+    status = analysis_status(held)
     assert status["decision"] == "Hold"
-    assert "mlflowFeedback.experiment" in status["reason"]
+    assert status["reason"].startswith("cannot read the metrics")
     verdicts = {m["name"]: m["verdict"] for m in status["metrics"]}
-    assert verdicts == {"thumbs": "Error", "errors": "Error"}
-    assert "cannot connect to Prometheus" in status["metrics"][1]["reason"]
-    assert stalled["status"]["phase"] == "Completed"  # the split stays
+    assert verdicts == {"thumbs": "Pending", "errors": "Error"}
+    thumbs, errors = status["metrics"]
+    assert "has no experiment" in thumbs["reason"]  # no traces yet: Pending, saying which name to check
+    assert "cannot connect to Prometheus" in errors["reason"]
+    assert held["status"]["phase"] == "Completed"  # the split stays
+    assert condition(held, "Ready").get("status") == "True"

@@ -158,3 +158,30 @@ def test_prometheus_down_holds_then_resumes(
         30,
         "settled",
     )
+
+
+def test_broken_query_stalls(
+    testbed: Testbed,
+    namespace: str,
+    registry: str,
+    prompt_name: str,
+    mlflow_client: Any,
+    prometheus: PrometheusServer,
+) -> None:
+    guard = (
+        "      - {name: errors, role: Guard, direction: Lower, threshold: 0.1, "
+        f"prometheus: {{address: '{prometheus.uri}', count: 'sum(rate(', value: 'sum(b)'}}}}"
+    )
+    setup(testbed, namespace, prompt_name, f"    interval: 1s\n    minSamples: 40\n    metrics:\n{guard}")
+    stalled = wait_exp(
+        testbed,
+        namespace,
+        lambda obj: condition(obj, "Stalled").get("reason") == "AnalysisQueryFailed",
+        120,
+        "Stalled on the query Prometheus refuses",
+    )
+    status = analysis_status(stalled)
+    assert status["decision"] == "Hold"
+    assert "bad_data" in status["reason"]
+    assert condition(stalled, "Ready").get("status") == "False"
+    assert stalled["status"]["phase"] == "Completed"  # the split stays

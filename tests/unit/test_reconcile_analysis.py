@@ -107,6 +107,19 @@ CASES: list[
         False,
     ),
     (
+        "no traces yet is pending, with the note",
+        analysis(),
+        {
+            "thumbs-up": MetricData(rate(0, 0), rate(0, 0), note="MLflow has no experiment 'app' (yet)"),
+            "error-rate": EVEN_OK,
+        },
+        ctx(),
+        AnalysisDecision.PENDING,
+        "(MLflow has no experiment 'app' (yet))",
+        False,
+        False,
+    ),
+    (
         "guard breached aborts at once",
         analysis(),
         {"thumbs-up": FEW, "error-rate": ERRORS_BAD},

@@ -84,6 +84,8 @@ class ArmData:
 class MetricData:
     baseline: ArmData
     candidate: ArmData
+    note: str | None = None
+    """Why there is no data yet (e.g. the MLflow experiment does not exist yet), for the reason."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,8 @@ def judge_metric(
             _with(
                 common,
                 verdict=MetricVerdict.PENDING,
-                reason=f"{metric.name}: {values}; waiting for {min_samples} samples per arm",
+                reason=f"{metric.name}: {values}; waiting for {min_samples} samples per arm"
+                + (f" ({data.note})" if data.note else ""),
             ),
             enough=False,
         )

@@ -67,8 +67,8 @@ async def experiment_id(registry: MlflowRegistry, name: str) -> str:
         if not isinstance(exc, RegistryNotFound) and exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         raise RegistryNotFound(
-            f"MLflow at {registry.config.tracking_uri} has no experiment {name!r}: set "
-            "mlflowFeedback.experiment to the experiment the app logs its traces to (mlflow.set_experiment)"
+            f"MLflow at {registry.config.tracking_uri} has no experiment {name!r} (yet): no traces; if "
+            "the app logs elsewhere, set mlflowFeedback.experiment to its mlflow.set_experiment name"
         ) from None
     found = (data.get("experiment") or {}).get("experiment_id")
     if not found:

@@ -24,7 +24,7 @@ from promptalias.reconcile.analysis import (
 )
 from promptalias.reconcile.experiment import Baseline
 from promptalias.reconcile.stats import Summary
-from promptalias.registry import MlflowRegistry, RegistryError, RegistryUnavailable
+from promptalias.registry import MlflowRegistry, RegistryError, RegistryNotFound, RegistryUnavailable
 from promptalias.registry.traces import experiment_id, version_feedback
 from promptalias.sources.prometheus import PrometheusError, instant_query, render
 
@@ -121,7 +121,13 @@ async def _feedback(
     source = metric.mlflow_feedback
     assert source is not None
     if source.experiment not in experiments:
-        experiments[source.experiment] = await experiment_id(client, source.experiment)
+        try:
+            experiments[source.experiment] = await experiment_id(client, source.experiment)
+        except RegistryNotFound as exc:
+            # Apps create their experiment with their first trace: no experiment yet is no data yet
+            # (Pending, with the reason saying which name to check), not a failure.
+            empty = ArmData(n=0, summary=Summary(0, 0.0, 0.0), exposures=0)
+            return MetricData(baseline=empty, candidate=empty, note=str(exc))
     numbers: dict[str, ArmData] = {}
     for arm, (_alias, version) in arms.items():
         if version is None:
