@@ -126,7 +126,7 @@ def test_aa_is_never_promoted_and_max_duration_applies_the_policy(
         testbed,
         namespace,
         prompt_name,
-        "    interval: 1s\n    minSamples: 40\n    maxDuration: 20s\n    onInconclusive: Abort\n"
+        "    interval: 1s\n    minSamples: 40\n    maxDuration: 60s\n    onInconclusive: Abort\n"
         f"    metrics:\n{feedback_metric(experiment)}",
     )
     send_traffic(
@@ -142,7 +142,7 @@ def test_aa_is_never_promoted_and_max_duration_applies_the_policy(
     assert done["status"]["phase"] == "Aborted"
     assert pa(testbed, namespace).get("resolvedVersion") == 3
     status = analysis_status(done)
-    assert "maxDuration 20s reached" in status["reason"]
+    assert "maxDuration 60s reached" in status["reason"]
     reasons = [entry["reason"] for entry in done["status"]["history"]]
     assert "AnalysisPromote" not in reasons
 
