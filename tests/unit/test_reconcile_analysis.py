@@ -431,7 +431,7 @@ def test_status_numbers_of_a_promotion() -> None:
     assert result.status.metrics[1].verdict == MetricVerdict.WITHIN
     assert result.status.sample_ratio is not None
     assert result.status.sample_ratio.p_value == pytest.approx(1.0)
-    assert "candidate 0.6 vs baseline 0.5 (n 3000/3000)" in result.reason
+    assert "candidate 0.6 vs baseline 0.5 (n 3000 vs 3000)" in result.reason
 
 
 def test_dry_run_reports_without_acting() -> None:

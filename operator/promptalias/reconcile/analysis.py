@@ -260,7 +260,7 @@ def judge_metric(
                 upper=_finite(bounds[1]) if bounds else None,
             )
         )
-    counts = f"n {data.baseline.n}/{data.candidate.n}"
+    counts = f"n {data.candidate.n} vs {data.baseline.n}"
     base_v, cand_v = _arm_value(data.baseline), _arm_value(data.candidate)
     values = f"candidate {_num(cand_v)} vs baseline {_num(base_v)} ({counts})"
     scale = _scale(metric)
