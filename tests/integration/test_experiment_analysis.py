@@ -126,25 +126,47 @@ def test_aa_is_never_promoted_and_max_duration_applies_the_policy(
         testbed,
         namespace,
         prompt_name,
-        "    interval: 1s\n    minSamples: 40\n    maxDuration: 60s\n    onInconclusive: Abort\n"
+        "    interval: 1s\n    minSamples: 40\n    maxDuration: 1h\n    onInconclusive: Abort\n"
         f"    metrics:\n{feedback_metric(experiment)}",
     )
-    send_traffic(
+    tally = send_traffic(
         testbed, namespace, prompt_name, experiment, {3: behaviour(thumbs=0.5), 4: behaviour(thumbs=0.5)}, 240
+    )
+
+    def saw_everything(obj: dict[str, Any]) -> bool:
+        metrics = analysis_status(obj).get("metrics") or [{}]
+        samples = {arm["version"]: arm["samples"] for arm in metrics[0].get("arms") or []}
+        return samples == {3: tally.requests.get(3, 0), 4: tally.requests.get(4, 0)}
+
+    looked = wait_exp(testbed, namespace, saw_everything, 240, "a look at all the A/A feedback")
+    assert analysis_status(looked)["decision"] == "Continue"  # the same behaviour: no promotion
+    assert looked["status"]["phase"] == "Completed"
+    # maxDuration passes: onInconclusive (Abort) applies
+    testbed.kubectl(
+        "patch",
+        "pexp",
+        "v4",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"analysis":{"maxDuration":"1s"}}}',
     )
     done = wait_exp(
         testbed,
         namespace,
-        lambda obj: (obj.get("status") or {}).get("phase") in ("Aborted", "Promoted"),
+        lambda obj: obj["status"].get("phase") in ("Aborted", "Promoted"),
         240,
-        "maxDuration to end the A/A experiment",
+        "the policy",
     )
     assert done["status"]["phase"] == "Aborted"
     assert pa(testbed, namespace).get("resolvedVersion") == 3
-    status = analysis_status(done)
-    assert "maxDuration 60s reached" in status["reason"]
+    assert (
+        "maxDuration 1s reached without a decision (onInconclusive Abort)" in analysis_status(done)["reason"]
+    )
     reasons = [entry["reason"] for entry in done["status"]["history"]]
     assert "AnalysisPromote" not in reasons
+    assert reasons.index("AnalysisAbort") < reasons.index("Aborted")
 
 
 def test_dry_run_reports_and_moves_nothing(
