@@ -129,6 +129,10 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def feedback_metric(experiment: str, name: str = "thumbs", role: str = "Success", extra: str = "") -> str:
     direction = "Higher" if role == "Success" else "Lower"
+    if role == "Success" and "minimumEffect" not in extra:
+        # The tests simulate large effects on ~100 samples per arm: tune the test for them (the
+        # default 5% would need thousands of samples before it could tell; docs/experiments.md).
+        extra += ", minimumEffect: 0.5"
     return (
         f"      - {{name: {name}, role: {role}, direction: {direction}{extra}, "
         f"mlflowFeedback: {{experiment: {experiment}, name: {name}, aggregation: Rate}}}}"

@@ -57,7 +57,7 @@ def test_better_feedback_promotes_with_the_numbers(
         prompt_name,
         experiment,
         {3: behaviour(thumbs=0.3), 4: behaviour(thumbs=0.8)},
-        users=240,
+        users=400,
     )
     done = wait_exp(
         testbed,
@@ -182,7 +182,7 @@ def test_dry_run_reports_and_moves_nothing(
         f"    metrics:\n{feedback_metric(experiment)}",
     )
     send_traffic(
-        testbed, namespace, prompt_name, experiment, {3: behaviour(thumbs=0.3), 4: behaviour(thumbs=0.8)}, 240
+        testbed, namespace, prompt_name, experiment, {3: behaviour(thumbs=0.3), 4: behaviour(thumbs=0.8)}, 400
     )
     reported = wait_exp(
         testbed,

@@ -134,7 +134,7 @@ def test_prometheus_down_holds_then_resumes(
             prompt_name,
             experiment,
             {3: behaviour(thumbs=0.3), 4: behaviour(thumbs=0.8)},
-            users=240,
+            users=400,
         )
         # clearly better feedback, but a source is down: the analysis sees it and still holds
         better = wait_exp(
