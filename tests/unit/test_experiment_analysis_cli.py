@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from promptalias.api.experiment import ExperimentAnalysis
+from promptalias.cli.errors import CliError
 from promptalias.cli.experiment_cmd import analysis_text, cmd_analyse, describe
-from promptalias.cli.plugin_cmds import CliError
 from promptalias.reconcile.analysis import ArmData, Context, MetricData, decide
 from promptalias.reconcile.stats import Summary
 

@@ -13,9 +13,10 @@ from promptalias.handlers.experiment_analysis import (
     AnalysisReason,
     _conditions_of,
     _merge,
-    gauge_lines,
     record_gauges,
+    write_gauges,
 )
+from promptalias.prometheus import TextWriter
 from promptalias.reconcile.analysis import (
     HOLD_QUERY_FAILED,
     HOLD_SAMPLE_RATIO,
@@ -130,11 +131,13 @@ def test_gauges_have_one_series_per_arm_and_bound() -> None:
     )
     status = decide(spec, {"thumbs": data}, Context(now=NOW, started=NOW, window_start=NOW, weight=50)).status
     record_gauges("billing", "gauge-test", status)
-    text = "\n".join(gauge_lines())
-    base = 'namespace="billing",experiment="gauge-test",metric="thumbs"'
-    assert f'promptalias_experiment_analysis_arm_value{{{base},arm="candidate"}} 0.6' in text
-    assert f'promptalias_experiment_analysis_arm_samples{{{base},arm="baseline"}} 500' in text
+    out = TextWriter()
+    write_gauges(out)
+    text = out.render()
+    base = 'experiment="gauge-test",metric="thumbs",namespace="billing"'
+    assert f'promptalias_experiment_analysis_arm_value{{arm="candidate",{base}}} 0.6' in text
+    assert f'promptalias_experiment_analysis_arm_samples{{arm="baseline",{base}}} 500' in text
     for bound in ("estimate", "lower", "upper"):
-        assert f'promptalias_experiment_analysis_effect{{{base},bound="{bound}"}}' in text
-    who = 'namespace="billing",experiment="gauge-test"'
-    assert f'promptalias_experiment_analysis_decision{{{who},decision="{status.decision}"}} 1' in text
+        assert f'promptalias_experiment_analysis_effect{{bound="{bound}",{base}}}' in text
+    who = f'decision="{status.decision}",experiment="gauge-test",namespace="billing"'
+    assert f"promptalias_experiment_analysis_decision{{{who}}} 1" in text

@@ -15,7 +15,7 @@ SOURCES = [
     REPO / "operator" / "promptalias" / "client" / "_observe.py",
     REPO / "operator" / "promptalias" / "handlers" / "metrics.py",
     REPO / "operator" / "promptalias" / "handlers" / "experiment_analysis.py",
-    REPO / "operator" / "promptalias" / "sidecar" / "app.py",
+    REPO / "operator" / "promptalias" / "sidecar" / "metrics.py",
 ]
 # Metrics used by the dashboard but not exported yet (panels using them must say "proposed").
 PROPOSED: set[str] = set()

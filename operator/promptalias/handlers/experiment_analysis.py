@@ -28,6 +28,7 @@ from promptalias.api.experiment import (
 )
 from promptalias.api.types import GROUP, VERSION
 from promptalias.kube import Kube, KubeError
+from promptalias.prometheus import Sample, TextWriter
 from promptalias.reconcile.analysis import (
     ANALYSIS_ACTOR,
     HOLD_QUERY_FAILED,
@@ -42,9 +43,10 @@ from promptalias.reconcile.analysis import (
     split_count,
     split_start,
 )
-from promptalias.reconcile.experiment import ABORT_ANNOTATION, PROMOTE_ANNOTATION, Baseline, Outcome, Progress
+from promptalias.reconcile.experiment import Baseline, Outcome, Progress
 from promptalias.registry import MlflowRegistry
 from promptalias.sources.observe import observe
+from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -122,47 +124,52 @@ def record_gauges(namespace: str, name: str, status: AnalysisStatus) -> None:
     _GAUGES[(namespace, name)] = status
 
 
-def gauge_lines() -> list[str]:
-    """Exposition lines for handlers/metrics.py: per experiment, metric and arm, the last look."""
-    lines = [
-        "# HELP promptalias_experiment_analysis_arm_value Mean or rate of each arm at the last analysis.",
-        "# TYPE promptalias_experiment_analysis_arm_value gauge",
-    ]
-    samples = [
-        "# HELP promptalias_experiment_analysis_arm_samples Samples of each arm at the last analysis.",
-        "# TYPE promptalias_experiment_analysis_arm_samples gauge",
-    ]
-    effects = [
-        "# HELP promptalias_experiment_analysis_effect Effect of the candidate and its confidence sequence.",
-        "# TYPE promptalias_experiment_analysis_effect gauge",
-    ]
-    decisions = [
-        "# HELP promptalias_experiment_analysis_decision The last decision (1 for the current one).",
-        "# TYPE promptalias_experiment_analysis_decision gauge",
-    ]
+def write_gauges(out: TextWriter) -> None:
+    """The last look of every analysis, for handlers/metrics.py (the Grafana "Analysis" row)."""
+    values: list[Sample] = []
+    samples: list[Sample] = []
+    effects: list[Sample] = []
+    decisions: list[Sample] = []
     for (namespace, name), status in sorted(_GAUGES.items()):
-        base = f'namespace="{namespace}",experiment="{name}"'
-        decisions.append(f'promptalias_experiment_analysis_decision{{{base},decision="{status.decision}"}} 1')
+        base = {"namespace": namespace, "experiment": name}
+        decisions.append(({**base, "decision": str(status.decision)}, 1))
         for metric in status.metrics:
-            labels = f'{base},metric="{metric.name}"'
+            labels = {**base, "metric": metric.name}
             for arm in metric.arms:
-                samples.append(
-                    f'promptalias_experiment_analysis_arm_samples{{{labels},arm="{arm.arm}"}} {arm.samples}'
-                )
+                samples.append(({**labels, "arm": arm.arm}, arm.samples))
                 if arm.value is not None:
-                    lines.append(
-                        f'promptalias_experiment_analysis_arm_value{{{labels},arm="{arm.arm}"}} {arm.value}'
-                    )
+                    values.append(({**labels, "arm": arm.arm}, arm.value))
             for bound, value in (
                 ("estimate", metric.effect),
                 ("lower", metric.lower),
                 ("upper", metric.upper),
             ):
                 if value is not None:
-                    effects.append(
-                        f'promptalias_experiment_analysis_effect{{{labels},bound="{bound}"}} {value}'
-                    )
-    return lines + samples + effects + decisions
+                    effects.append(({**labels, "bound": bound}, value))
+    out.metric(
+        "promptalias_experiment_analysis_arm_value",
+        "gauge",
+        "Mean or rate of each arm at the last analysis.",
+        values,
+    )
+    out.metric(
+        "promptalias_experiment_analysis_arm_samples",
+        "gauge",
+        "Samples of each arm at the last analysis.",
+        samples,
+    )
+    out.metric(
+        "promptalias_experiment_analysis_effect",
+        "gauge",
+        "Effect of the candidate and its confidence sequence (bound: estimate, lower, upper).",
+        effects,
+    )
+    out.metric(
+        "promptalias_experiment_analysis_decision",
+        "gauge",
+        "The last decision (1 for the current one).",
+        decisions,
+    )
 
 
 async def analysis_hook(
@@ -258,4 +265,4 @@ async def _request(kube: Kube, namespace: str, name: str, result: Analysis) -> N
         log.warning("could not request %s of %s/%s: %s %s", key, namespace, name, exc.status, exc.reason)
 
 
-__all__ = ["AnalysisHook", "AnalysisReason", "analysis_hook", "gauge_lines", "record_gauges"]
+__all__ = ["AnalysisHook", "AnalysisReason", "analysis_hook", "record_gauges", "write_gauges"]
