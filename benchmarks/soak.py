@@ -42,6 +42,7 @@ PROMPT = "soak-prompt"
 ALIAS = "production"
 VERSIONS = 8
 PEERING = "soak"
+MAX_MOVES = 90
 
 
 def progress(message: str) -> None:
@@ -100,16 +101,16 @@ class Operators:
 
     def start(self) -> None:
         for proc in self.procs:
-            proc.start()
+            proc.start(timeout=600)
 
     def kill_active(self, rng: random.Random) -> None:
+        """SIGKILL the active replica (the highest priority one: it is active whenever it runs);
+        the standby takes over until it is back, then hands over again."""
         victim = self.procs[self.active]
         victim.kill()
         self.kills += 1
-        if len(self.procs) > 1:
-            self.active = (self.active + 1) % len(self.procs)  # the standby takes over ...
         time.sleep(rng.uniform(0.2, 2.0))
-        victim.start()  # ... and the killed one comes back as a standby (or the only one)
+        victim.start(timeout=600)
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -203,24 +204,33 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
         faults.sort()
         fault_log: list[str] = []
 
+        fault_errors: list[str] = []
+
         def inject() -> None:
             started = time.monotonic()
             for at, kind in faults:
                 time.sleep(max(0.0, at - (time.monotonic() - started)))
-                if kind == "kill":
-                    ops.kill_active(rng)
-                elif kind == "freeze":
-                    freeze(bed, rng.uniform(3, 8))
-                else:
-                    bed.mlflow.stop()
-                    time.sleep(rng.uniform(1, 3))
-                    bed.mlflow.start()
+                try:
+                    if kind == "kill":
+                        ops.kill_active(rng)
+                    elif kind == "freeze":
+                        freeze(bed, rng.uniform(3, 8))
+                    else:
+                        bed.mlflow.stop()
+                        time.sleep(rng.uniform(1, 3))
+                        bed.mlflow.start(timeout_s=600)  # a loaded machine starts MLflow slowly
+                except Exception as exc:  # noqa: BLE001 -- reported with the round, not hidden
+                    fault_errors.append(f"{kind}: {exc}")
                 fault_log.append(f"{time.monotonic() - started:.1f}s {kind}")
 
         injector = threading.Thread(target=inject, name="faults", daemon=True)
         injector.start()
         desired = 1
-        for _ in range(args.moves):
+        made = 0
+        # At least --moves quick moves; then one every ~2 s while faults are still being injected
+        # (at most MAX_MOVES in all, so the whole story fits historyLimit 100).
+        while made < args.moves or (injector.is_alive() and made < MAX_MOVES):
+            made += 1
             desired = rng.choice([v for v in range(1, VERSIONS + 1) if v != desired])
             for _attempt in range(50):  # the apiserver stays up; retry only its rare conflicts
                 try:
@@ -228,7 +238,7 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
                     break
                 except Exception:  # noqa: BLE001
                     time.sleep(0.1)
-            time.sleep(rng.uniform(0.05, 0.6))
+            time.sleep(rng.uniform(0.05, 0.6) if made < args.moves else rng.uniform(1.0, 3.0))
         injector.join()
         last_fault = time.monotonic()
         wait_until(lambda: converged(kube, watcher, desired), 300, f"convergence on version {desired}", 0.1)
@@ -237,11 +247,11 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
         watcher.stopped.set()
         watcher.join()
         history = kube.status(NAMESPACE, ALIASES, name).get("history") or []
-        problems = chain_problems(history, watcher.held)
+        problems = chain_problems(history, watcher.held) + [f"fault failed: {e}" for e in fault_errors]
         return {
             "seed": seed,
             "replicas": args.replicas,
-            "moves": args.moves,
+            "moves": made,
             "kills": ops.kills,
             "faults": fault_log,
             "desired": desired,
