@@ -278,6 +278,20 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
             ops.stop()
 
 
+def _start_testbed(attempts: int = 3) -> Testbed:
+    """Testbed.start, again when MLflow was too slow to start on a loaded machine."""
+    from promptalias.testbed.errors import TestbedError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return Testbed.start()
+        except TestbedError as exc:
+            if attempt == attempts:
+                raise
+            progress(f"testbed start failed ({str(exc).splitlines()[0]}); trying again")
+    raise AssertionError("unreachable")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("SOAK_ROUNDS", "3")))
@@ -294,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow.genai
 
     progress("starting the testbed")
-    bed = Testbed.start()
+    bed = _start_testbed()
     results: list[dict[str, Any]] = []
     try:
         os.environ["MLFLOW_TRACKING_URI"] = bed.mlflow_uri
