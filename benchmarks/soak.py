@@ -279,8 +279,17 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
 
 
 def _start_testbed(attempts: int = 3) -> Testbed:
-    """Testbed.start, again when MLflow was too slow to start on a loaded machine."""
+    """Testbed.start, again when MLflow was too slow to start on a loaded machine (where MLflow may
+    take minutes: the soak waits up to 10 minutes for each start instead of the testbed's 90 s)."""
     from promptalias.testbed.errors import TestbedError
+    from promptalias.testbed.mlflowserver import MlflowServer
+
+    original = MlflowServer.start
+
+    def patient(self: MlflowServer, timeout_s: float = 600) -> None:
+        original(self, max(timeout_s, 600))
+
+    MlflowServer.start = patient  # type: ignore[method-assign]
 
     for attempt in range(1, attempts + 1):
         try:
@@ -329,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"round {i + 1}/{opts.rounds}, {replicas} replica(s), seed {seed}")
             result = one_round(bed, kube, round_args, seed, logs)
             results.append(result)
+            opts.out.write_text(json.dumps({"rounds": results}, indent=2) + "\n")  # so far
             progress(
                 f"  converged {result['convergence_s']} s after the last fault; "
                 f"{result['history_entries']} history entries; problems: {result['problems'] or 'none'}"
