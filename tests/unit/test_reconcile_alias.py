@@ -14,7 +14,6 @@ from promptalias.api.promptalias import HistoryEntry, HistoryReason, PromptAlias
 from promptalias.reconcile.alias import (
     AliasPlan,
     Outcome,
-    actor_from_managed_fields,
     intend,
     plan_alias,
     policy_violation,
@@ -406,25 +405,6 @@ def test_policy_violation_names_missing_and_wrong_tags() -> None:
     assert "approved='true' (found 'no')" in message
     assert "team='billing' (missing)" in message
     assert "version 3" in message
-
-
-def test_actor_is_the_last_manager_of_spec_version() -> None:
-    fields = [
-        {
-            "manager": "kubectl-client-side-apply",
-            "time": "2026-11-25T10:00:00Z",
-            "fieldsV1": {"f:spec": {"f:version": {}, "f:prompt": {}}},
-        },
-        {"manager": "promptalias-operator", "time": "2026-11-25T11:00:00Z", "fieldsV1": {"f:status": {}}},
-        {
-            "manager": "argocd-controller",
-            "time": "2026-11-25T12:00:00Z",
-            "fieldsV1": {"f:spec": {"f:version": {}}},
-        },
-    ]
-    assert actor_from_managed_fields(fields) == "argocd-controller"
-    assert actor_from_managed_fields(fields[1:2]) is None
-    assert actor_from_managed_fields(None) is None
 
 
 def _entry(version: int) -> HistoryEntry:

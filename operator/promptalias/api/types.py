@@ -27,9 +27,10 @@ from pydantic import Field
 from promptalias.api.base import KubeModel, atomic_list
 from promptalias.api.cel import Rule, Validations, regex_check
 
-GROUP: Final = "promptalias.io"
-VERSION: Final = "v1alpha1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
+# Re-exported (the `as` form is mypy's explicit re-export): the models and kopf handlers take them from here.
+from promptalias.vocabulary import API_VERSION as API_VERSION  # noqa: PLC0414
+from promptalias.vocabulary import GROUP as GROUP  # noqa: PLC0414
+from promptalias.vocabulary import VERSION as VERSION  # noqa: PLC0414
 
 # --- MLflow names -----------------------------------------------------------------------------------
 

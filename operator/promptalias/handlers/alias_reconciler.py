@@ -33,7 +33,6 @@ from promptalias.projection.verify import STALE
 from promptalias.reconcile.alias import (
     AliasPlan,
     Outcome,
-    actor_from_managed_fields,
     intend,
     plan_alias,
     policy_violation,
@@ -41,8 +40,10 @@ from promptalias.reconcile.alias import (
     settled_from_plan,
 )
 from promptalias.reconcile.audit import audit_tag
+from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
+from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -55,14 +56,17 @@ from promptalias.registry import (
     RegistryUnavailable,
     VersionNotFound,
 )
+from promptalias.vocabulary import (
+    CONTENT_HASH_ANNOTATION,
+    INTERNAL_TAG_PREFIX,
+    ROLLBACK_ANNOTATION,
+    TAKEOVER_ANNOTATION,
+)
 
 log = logging.getLogger(__name__)
 
 PLURAL = PromptAlias.PLURAL
-ROLLBACK_ANNOTATION = "promptalias.io/rollback-to"
-TAKEOVER_ANNOTATION = "promptalias.io/takeover"
 IDLE_RECHECK_S = 600.0  # safety net; the registry poller wakes workers when MLflow changes
-INTERNAL_TAG_PREFIX = "promptalias.io/"
 
 
 @dataclass
@@ -186,7 +190,7 @@ class AliasPass:
             owner_mark=owner_mark,
             me=self.me,
             now=self.now,
-            spec_actor=actor_from_managed_fields(self.meta.get("managedFields")),
+            spec_actor=version_actor(self.meta.get("managedFields")),
             rollback_to=_rollback_request(self.meta),
             takeover=_takeover_requested(self.meta),
         )
@@ -345,7 +349,7 @@ class AliasPass:
         return build_configmap(self.namespace, self.name, self.uid, document)
 
     async def _apply_projection(self, cm_body: Mapping[str, Any]) -> None:
-        wanted = cm_body["metadata"]["annotations"]["promptalias.io/content-hash"]
+        wanted = cm_body["metadata"]["annotations"][CONTENT_HASH_ANNOTATION]
         known = self.world.projection_hashes.get(self.uid)
         if known == wanted:
             return
@@ -356,7 +360,7 @@ class AliasPass:
             if known == STALE
             else await self.world.kube.read_configmap_annotations(self.namespace, cm_body["metadata"]["name"])
         )
-        if existing is None or existing.get("promptalias.io/content-hash") != wanted:
+        if existing is None or existing.get(CONTENT_HASH_ANNOTATION) != wanted:
             await self.world.kube.apply_configmap(cm_body)
         self.world.projection_hashes[self.uid] = wanted
 
@@ -439,9 +443,10 @@ def _differs(old: Mapping[str, Any], new: Mapping[str, Any], refresh_s: float) -
     old_sync, new_sync = old.get("lastSyncTime"), new.get("lastSyncTime")
     if old_sync == new_sync:
         return False
-    if old_sync is None or new_sync is None:
+    old_time, new_time = parse_timestamp(old_sync), parse_timestamp(new_sync)
+    if old_time is None or new_time is None:
         return True
-    elapsed = (datetime.fromisoformat(str(new_sync)) - datetime.fromisoformat(str(old_sync))).total_seconds()
+    elapsed = (new_time - old_time).total_seconds()
     return elapsed >= max(refresh_s, 1.0)
 
 

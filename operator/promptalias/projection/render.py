@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from promptalias.vocabulary import API_VERSION, CONTENT_HASH_ANNOTATION
+
 SCHEMA_VERSION: Final = 1
-API_VERSION: Final = "promptalias.io/v1alpha1"
 KIND: Final = "PromptAlias"
 
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -26,7 +27,6 @@ ALIAS_LABEL: Final = "promptalias.io/alias"
 PROMPT_ANNOTATION: Final = "promptalias.io/prompt"
 ALIAS_ANNOTATION: Final = "promptalias.io/alias"
 VERSION_ANNOTATION: Final = "promptalias.io/version"
-CONTENT_HASH_ANNOTATION: Final = "promptalias.io/content-hash"
 
 # The apiserver refuses a ConfigMap whose data exceeds 1 MiB (MaxSecretSize); we measure the whole
 # serialized object, which is stricter by a few hundred bytes, so a render that passes here never

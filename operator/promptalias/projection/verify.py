@@ -12,7 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from promptalias.projection.render import API_VERSION, CONTENT_HASH_ANNOTATION, KIND, content_hash
+from promptalias.projection.render import KIND, content_hash
+from promptalias.vocabulary import API_VERSION, CONTENT_HASH_ANNOTATION
 
 STALE: Final = "stale"  # a projection hash that never matches: apply without reading first
 

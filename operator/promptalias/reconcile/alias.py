@@ -24,7 +24,7 @@ made outside Git is recorded (Observed) before the operator's answer to it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
@@ -46,8 +46,8 @@ from promptalias.api.promptalias import (
     PromptAliasStatus,
 )
 from promptalias.reconcile.ownership import Owner
+from promptalias.vocabulary import OPERATOR_FIELD_MANAGER as OPERATOR_ACTOR
 
-OPERATOR_ACTOR: Final = "promptalias-operator"
 MLFLOW_ACTOR: Final = "mlflow"
 
 
@@ -434,21 +434,6 @@ def policy_violation(required: Mapping[str, str] | None, tags: Mapping[str, str]
         f"version {version} lacks the tags spec.policy.requireVersionTags requires: {detail}. "
         "Tag the version in MLflow or change the policy."
     )
-
-
-def actor_from_managed_fields(managed_fields: Sequence[Mapping[str, Any]] | None) -> str | None:
-    """The field manager that last set spec.version (e.g. kubectl-patch, argocd-controller)."""
-    best: tuple[str, str] | None = None
-    for entry in managed_fields or ():
-        fields = entry.get("fieldsV1") or {}
-        spec = fields.get("f:spec") if isinstance(fields, Mapping) else None
-        if not isinstance(spec, Mapping) or "f:version" not in spec:
-            continue
-        stamp = str(entry.get("time") or "")
-        manager = str(entry.get("manager") or "unknown")
-        if best is None or stamp >= best[0]:
-            best = (stamp, manager)
-    return best[1] if best else None
 
 
 # ---- status ------------------------------------------------------------------------------------
