@@ -245,13 +245,25 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
             time.sleep(rng.uniform(0.05, 0.6) if made < args.moves else rng.uniform(1.0, 3.0))
         injector.join()
         last_fault = time.monotonic()
-        wait_until(lambda: converged(kube, watcher, desired), 300, f"convergence on version {desired}", 0.1)
+        not_converged: list[str] = []
+        try:
+            wait_until(
+                lambda: converged(kube, watcher, desired), 300, f"convergence on version {desired}", 0.1
+            )
+        except RuntimeError as exc:  # reported with the round (with the status it ended in)
+            ready = [
+                c
+                for c in kube.status(NAMESPACE, ALIASES, name).get("conditions") or []
+                if c["type"] == "Ready"
+            ]
+            not_converged.append(f"{exc}; Ready: {ready[0].get('reason') if ready else None}")
         convergence = time.monotonic() - last_fault
         time.sleep(1.0)  # let the watcher see the final state once more
         watcher.stopped.set()
         watcher.join()
         history = kube.status(NAMESPACE, ALIASES, name).get("history") or []
         problems = chain_problems(history, watcher.held) + [f"fault failed: {e}" for e in fault_errors]
+        problems += not_converged
         return {
             "seed": seed,
             "replicas": args.replicas,
