@@ -64,6 +64,7 @@ demo: venv controlplane
 
 bench: venv controlplane
 	@$(BIN)/python -m benchmarks.run
+	@test "$${BENCH_SCALE:-1}" = 0 || $(BIN)/python -m benchmarks.scale
 
 clean:
 	-@test -x $(BIN)/promptalias && $(BIN)/promptalias testbed down
