@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kit import OperatorProcess, apply_yaml, condition, get_object, wait_for
+from kit import OperatorProcess, apply_yaml, condition, condition_of, current_status, get_object, wait_for
 from promptalias.testbed import MlflowServer, Testbed
 
 pytestmark = pytest.mark.integration
@@ -60,23 +60,25 @@ def status(testbed: Testbed, namespace: str, name: str) -> dict[str, Any]:
     return result
 
 
+def current(testbed: Testbed, namespace: str, name: str) -> dict[str, Any] | None:
+    """The status once written for the current generation (None before)."""
+    return current_status(get_object(testbed, "promptalias", namespace, name))
+
+
 def ready_reason(testbed: Testbed, namespace: str, name: str) -> tuple[str | None, str | None]:
-    for cond in status(testbed, namespace, name).get("conditions") or []:
-        if cond["type"] == "Ready":
-            return cond["status"], cond["reason"]
-    return None, None
+    ready = condition_of(current(testbed, namespace, name), "Ready")
+    return ready.get("status"), ready.get("reason")
 
 
 def wait_ready(
     testbed: Testbed, namespace: str, name: str, version: int, timeout: float = 30
 ) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
-        st = status(testbed, namespace, name)
-        ok = (
-            ready_reason(testbed, namespace, name) == ("True", "Synced")
-            and st.get("resolvedVersion") == version
-        )
-        return st if ok else None
+        st = current(testbed, namespace, name)
+        if st is None or st.get("resolvedVersion") != version:
+            return None
+        ready = condition_of(st, "Ready")
+        return st if (ready.get("status"), ready.get("reason")) == ("True", "Synced") else None
 
     result: dict[str, Any] = wait_for(done, timeout, f"{namespace}/{name} Ready at version {version}")
     return result
@@ -85,8 +87,12 @@ def wait_ready(
 def wait_reason(
     testbed: Testbed, namespace: str, name: str, reason: str, timeout: float = 30
 ) -> dict[str, Any]:
-    wait_for(lambda: ready_reason(testbed, namespace, name)[1] == reason, timeout, f"{name} reason {reason}")
-    return status(testbed, namespace, name)
+    def done() -> dict[str, Any] | None:
+        st = current(testbed, namespace, name)
+        return st if condition_of(st, "Ready").get("reason") == reason else None
+
+    result: dict[str, Any] = wait_for(done, timeout, f"{name} reason {reason}")
+    return result
 
 
 def events(testbed: Testbed, namespace: str, name: str) -> list[tuple[str, str, str]]:
