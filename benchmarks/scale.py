@@ -333,7 +333,12 @@ class Scale:
         obs = Observed()
         deadline = since + self.s.timeout_s
         while time.monotonic() < deadline:
-            items = self.list_items()
+            try:
+                items = self.list_items()
+            except Exception as exc:  # noqa: BLE001 - an overloaded API server (504): sample again
+                progress(f"  listing PromptAliases failed ({type(exc).__name__}); sampling again")
+                time.sleep(interval)
+                continue
             held = mlflow_aliases(self.db)  # after the list: a status seen Ready was written after MLflow
             ready = ready_at(items)
             good = {n for n, (_, _, v) in ready.items() if expected.get(n) == v}
