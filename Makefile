@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane lint typecheck crds crds-check test unit integration demo bench clean
+.PHONY: help venv controlplane lint typecheck crds crds-check test unit integration demo bench soak clean
 
 help:
 	@echo "make demo   - run the invoice-parser story on a local control plane + MLflow"
 	@echo "make test   - lint, type-check and run every test (unit, integration, e2e) on the real testbed"
 	@echo "make bench  - benchmarks; writes bench-results/ (JSON, Markdown, plots)"
+	@echo "make soak   - fault storm (operator SIGKILLs, MLflow freezes): convergence time, history checks"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
 	@echo "make clean  - stop a running testbed and remove the virtualenv and caches"
 
@@ -65,6 +66,9 @@ demo: venv controlplane
 bench: venv controlplane
 	@$(BIN)/python -m benchmarks.run
 	@test "$${BENCH_SCALE:-1}" = 0 || $(BIN)/python -m benchmarks.scale
+
+soak: venv controlplane
+	@$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	-@test -x $(BIN)/promptalias && $(BIN)/promptalias testbed down

@@ -461,3 +461,124 @@ spec:
         wait_ready(testbed, namespace, "outsider", 1)
     finally:
         testbed.kubectl("delete", "clusterpromptregistry", cluster_registry, "--wait=false")
+
+
+def test_deleted_or_edited_projection_is_restored(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    """The operator must not trust its memory of what it applied: pods would lose their prompt."""
+    register(prompt_name, 2)
+    apply_yaml(testbed, pa_yaml(namespace, "projected", prompt_name, "production", 2))
+    wait_ready(testbed, namespace, "projected", 2)
+    original = projection(testbed, namespace, "projected", prompt_name, "production")
+    cm = get_object(testbed, "configmap", namespace, "promptalias-projected")
+    first_uid = cm["metadata"]["uid"]
+
+    testbed.kubectl("delete", "configmap", "promptalias-projected", "-n", namespace, "--wait=true")
+
+    def restored() -> dict[str, Any] | None:
+        found = testbed.kubectl(
+            "get", "configmap", "promptalias-projected", "-n", namespace, "-o", "json", check=False
+        )
+        if found.returncode != 0:
+            return None
+        body: dict[str, Any] = json.loads(found.stdout)
+        return body if body["metadata"]["uid"] != first_uid else None
+
+    wait_for(restored, 60, "the deleted projection ConfigMap to be recreated")
+    assert projection(testbed, namespace, "projected", prompt_name, "production") == original
+
+    # Edited by hand, hash annotation kept: the data is put back.
+    key = f"{prompt_name}.production.json"
+    forged = json.loads(get_object(testbed, "configmap", namespace, "promptalias-projected")["data"][key])
+    forged["template"] = "edited by hand"
+    patch = json.dumps({"data": {key: json.dumps(forged)}})
+    testbed.kubectl(
+        "patch", "configmap", "promptalias-projected", "-n", namespace, "--type=merge", "-p", patch
+    )
+    wait_for(
+        lambda: projection(testbed, namespace, "projected", prompt_name, "production") == original,
+        60,
+        "the edited projection ConfigMap to be restored",
+    )
+
+
+@pytest.mark.parametrize("drift_policy", ["Report", "Enforce"])
+def test_a_version_registered_after_the_spec_change_is_the_users_change(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any, drift_policy: str
+) -> None:
+    """GitOps merges spec.version 3 before v3 is registered: the failed first pass is not drift."""
+    import mlflow.genai
+
+    register(prompt_name, 2)
+    apply_yaml(testbed, pa_yaml(namespace, "late", prompt_name, "production", 2, driftPolicy=drift_policy))
+    wait_ready(testbed, namespace, "late", 2)
+    testbed.kubectl(
+        "patch", "promptalias", "late", "-n", namespace, "--type=merge", "-p", '{"spec":{"version":3}}'
+    )
+
+    def refused_at_this_generation() -> bool:
+        obj = get_object(testbed, "promptalias", namespace, "late")
+        st = obj.get("status") or {}
+        return st.get("observedGeneration") == obj["metadata"]["generation"] and ready_reason(
+            testbed, namespace, "late"
+        ) == ("False", "VersionNotFound")
+
+    wait_for(refused_at_this_generation, 30, "VersionNotFound for the new generation")
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
+    mlflow.genai.register_prompt(name=prompt_name, template=TEMPLATE.format(n=3))
+    st = wait_ready(testbed, namespace, "late", 3, timeout=60)
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}
+    entry = st["history"][-1]
+    assert (entry["reason"], entry["previousVersion"], entry["version"]) == ("Applied", 2, 3)
+    assert entry.get("actor") == "kubectl-patch"
+    assert st.get("appliedVersion") == 3
+    assert "pendingMove" not in st
+    assert condition(testbed, "promptalias", namespace, "late", "Drifted") == "False"
+    assert not [h for h in st["history"] if h["reason"] in ("DriftCorrected", "Observed")]
+
+
+@pytest.mark.parametrize("field", ["token", "ca.crt"])
+def test_a_secret_that_is_not_utf8_is_a_clear_condition_without_its_bytes(
+    testbed: Testbed, namespace: str, operator_process: OperatorProcess, prompt_name: str, field: str
+) -> None:
+    import base64
+
+    raw = b"\xff\xfeSECRETPART-" + prompt_name.encode() + b"\x80"
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "odd", "namespace": namespace},
+        "data": {field: base64.b64encode(raw).decode()},
+    }
+    testbed.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    extra = (
+        "auth: {secretRef: {name: odd}}"
+        if field == "token"
+        else "tls: {caSecretRef: {name: odd, key: ca.crt}}"
+    )
+    uri = testbed.mlflow_uri if field == "token" else testbed.mlflow_uri.replace("http://", "https://")
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: odd, namespace: {namespace}}}
+spec:
+  trackingUri: {uri}
+  {extra}
+""",
+    )
+    apply_yaml(testbed, pa_yaml(namespace, "odd", prompt_name, "production", 1, registryRef={"name": "odd"}))
+    st = wait_reason(testbed, namespace, "odd", "InvalidRegistry")
+    message = next(c["message"] for c in st["conditions"] if c["type"] == "Ready")
+    assert "is not UTF-8 text" in message
+    everything = "\n".join(
+        [
+            testbed.kubectl("get", "promptalias,promptregistry,events", "-n", namespace, "-o", "yaml").stdout,
+            operator_process.log_path.read_text(errors="replace"),
+        ]
+    )
+    assert "SECRETPART" not in everything
+    assert "0xff" not in everything
+    assert base64.b64encode(raw).decode() not in everything
