@@ -65,6 +65,7 @@ demo: venv controlplane
 
 bench: venv controlplane
 	@$(BIN)/python -m benchmarks.run
+	@test "$${BENCH_SCALE:-1}" = 0 || $(BIN)/python -m benchmarks.scale
 	@$(BIN)/python -m benchmarks.analysis_sim
 
 soak: venv controlplane
