@@ -50,6 +50,7 @@ class Testbed:
     extra_mlflows: list[MlflowServer] = field(default_factory=list)
     node: Node | None = None
     node_ready_seconds: float = 0.0
+    images_import_seconds: float = 0.0
     images: NodeImages | None = None
 
     @property
@@ -146,6 +147,9 @@ class Testbed:
         self._record(owner)
         for image in images.all():
             node.import_image(image.archive)
+        self.images_import_seconds = round(time.monotonic() - started, 1)
+        say(f"imported {len(images.all())} images into containerd in {self.images_import_seconds}s")
+        started = time.monotonic()
         node.start_kubelet()
         node.start_scheduler()
         node.start_proxy()
@@ -154,7 +158,7 @@ class Testbed:
             node.start_watchdog(owner)
         node.wait_ready()
         self.node_ready_seconds = round(time.monotonic() - started, 1)
-        say(f"node {NODE_NAME} Ready {self.node_ready_seconds}s after containerd started")
+        say(f"node {NODE_NAME} Ready {self.node_ready_seconds}s after kubelet started")
 
     def _groups(self) -> list[int]:
         groups = [s.pid for s in self.controlplane.servers] if self.controlplane else []

@@ -144,6 +144,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki.sa_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
+                # logs/exec reach a node's kubelet by its IP (the node's hostname resolves nowhere)
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--enable-admission-plugins={_ADMISSION}",
                 f"--cert-dir={self.run_dir / 'apiserver-certs'}",
                 "--profiling=false",

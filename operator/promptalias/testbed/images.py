@@ -251,7 +251,8 @@ def _operator(source: Path, base: str, base_key: str, log: Path) -> BuiltImage:
                 "bud",
                 "--isolation=chroot",
                 "--pull-never",
-                "--layers",
+                # no --layers: with vfs every cached layer is a full copy of the rootfs (~0.9 GB per
+                # metadata-only step); the archive cache below already skips unchanged builds
                 *_host_trust(),
                 f"--build-arg=PYTHON_IMAGE={base}",
                 "-t",
