@@ -335,6 +335,9 @@ def ensure_images(source: Path | None = None) -> NodeImages:
             base, base_key = _base(log)
             operator = _operator(source, base, base_key, log)
         app = _app(source, operator, log)
+        if not all(image.cached for image in (pause, operator, app)):
+            # build stages and dangling layers: with vfs each is a full rootfs copy on disk
+            _buildah("rmi", "--prune", log=log)
     for image in (pause, operator, app):
         if not image.cached:
             say(f"built {image.name}: {image.size_bytes / 1e6:.0f} MB in {image.build_seconds:.0f}s")

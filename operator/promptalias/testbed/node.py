@@ -86,8 +86,8 @@ def ensure_host_packages() -> None:
             )
 
 
-def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=120)
+def _run(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=timeout)
     if check and result.returncode != 0:
         raise TestbedError(f"run {' '.join(argv)}", result.stderr.strip() or result.stdout.strip())
     return result
@@ -442,11 +442,13 @@ class Node:
             "see the containerd log above",
         )
 
-    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return _run("ctr", f"--address={self.containerd_sock}", "--namespace=k8s.io", *args, check=check)
+    def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        sock = f"--address={self.containerd_sock}"
+        return _run("ctr", sock, "--namespace=k8s.io", *args, check=check, timeout=timeout)
 
     def import_image(self, archive: Path) -> None:
-        self.ctr("images", "import", "--no-unpack=false", str(archive))
+        # ~0.9 GB unpacked onto tmpfs: a minute or more on a loaded machine
+        self.ctr("images", "import", str(archive), timeout=1200)
 
     def image_names(self) -> set[str]:
         out = self.ctr("images", "list", "--quiet").stdout
