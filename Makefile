@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane node lint typecheck crds crds-check test unit integration demo bench clean
+.PHONY: help venv controlplane node lint typecheck crds crds-check test unit integration demo bench soak clean
 
 help:
 	@echo "make demo   - run the invoice-parser story on a local control plane + MLflow"
 	@echo "make test   - lint, type-check and run every test (unit, integration, e2e) on the real testbed"
 	@echo "make bench  - benchmarks; writes bench-results/ (JSON, Markdown, plots)"
+	@echo "make soak   - fault storm (operator SIGKILLs, MLflow freezes): convergence time, history checks"
 	@echo "make node   - build the node (kubelet, kube-proxy, kube-scheduler) and its images (root)"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
 	@echo "make clean  - stop a running testbed and remove the virtualenv and caches"
@@ -68,11 +69,14 @@ unit: venv
 integration: venv controlplane
 	@$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-demo: venv controlplane node
+demo: venv controlplane
 	@$(BIN)/promptalias demo
 
-bench: venv controlplane node
+bench: venv controlplane
 	@$(BIN)/python -m benchmarks.run
+
+soak: venv controlplane
+	@$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	-@test -x $(BIN)/promptalias && $(BIN)/promptalias testbed down

@@ -27,6 +27,34 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+class NotObservedYetError(AssertionError):
+    """The operator has not yet written status for the object's current generation."""
+
+
+def current_status(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The status, but only once the operator has written it for the object's current generation.
+
+    Every wait on an operator-written field goes through this: a field that was already true before
+    a spec change (the old Ready reason, the old version) must not satisfy a wait for the new one.
+    """
+    if not obj:
+        return None
+    status: dict[str, Any] = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    if generation is None or status.get("observedGeneration") != generation:
+        return None
+    return status
+
+
+def condition_of(status: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    """The condition `type_` of a status (an empty dict when absent)."""
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            found: dict[str, Any] = cond
+            return found
+    return {}
+
+
 def apply_yaml(testbed: Testbed, text: str) -> None:
     testbed.kubectl("apply", "-f", "-", stdin=text)
 
@@ -40,12 +68,28 @@ def get_object(testbed: Testbed, kind: str, namespace: str | None, name: str) ->
 
 
 def condition(testbed: Testbed, kind: str, namespace: str | None, name: str, type_: str) -> str | None:
-    """The status ("True"/"False"/"Unknown") of a condition, or None when absent."""
-    status = get_object(testbed, kind, namespace, name).get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == type_:
-            return str(cond.get("status"))
-    return None
+    """The status ("True"/"False"/"Unknown") of a condition written for the current generation, or None
+    when absent. Raises while the operator has not yet observed the current generation, so that
+    neither a wait nor an `is None` assertion can pass on a status written for an older spec."""
+    obj = get_object(testbed, kind, namespace, name)
+    status = current_status(obj)
+    if status is None:
+        generation = (obj.get("metadata") or {}).get("generation")
+        seen = (obj.get("status") or {}).get("observedGeneration")
+        raise NotObservedYetError(
+            f"{kind} {namespace}/{name}: status is for generation {seen}, spec is {generation}"
+        )
+    found = condition_of(status, type_)
+    return str(found["status"]) if found else None
 
 
-__all__ = ["OperatorProcess", "apply_yaml", "condition", "get_object", "wait_for"]
+__all__ = [
+    "NotObservedYetError",
+    "OperatorProcess",
+    "apply_yaml",
+    "condition",
+    "condition_of",
+    "current_status",
+    "get_object",
+    "wait_for",
+]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kit import OperatorProcess, apply_yaml, condition, get_object, wait_for
+from kit import OperatorProcess, apply_yaml, condition, condition_of, current_status, get_object, wait_for
 from promptalias.testbed import MlflowServer, Testbed
 
 pytestmark = pytest.mark.integration
@@ -60,23 +60,25 @@ def status(testbed: Testbed, namespace: str, name: str) -> dict[str, Any]:
     return result
 
 
+def current(testbed: Testbed, namespace: str, name: str) -> dict[str, Any] | None:
+    """The status once written for the current generation (None before)."""
+    return current_status(get_object(testbed, "promptalias", namespace, name))
+
+
 def ready_reason(testbed: Testbed, namespace: str, name: str) -> tuple[str | None, str | None]:
-    for cond in status(testbed, namespace, name).get("conditions") or []:
-        if cond["type"] == "Ready":
-            return cond["status"], cond["reason"]
-    return None, None
+    ready = condition_of(current(testbed, namespace, name), "Ready")
+    return ready.get("status"), ready.get("reason")
 
 
 def wait_ready(
     testbed: Testbed, namespace: str, name: str, version: int, timeout: float = 30
 ) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
-        st = status(testbed, namespace, name)
-        ok = (
-            ready_reason(testbed, namespace, name) == ("True", "Synced")
-            and st.get("resolvedVersion") == version
-        )
-        return st if ok else None
+        st = current(testbed, namespace, name)
+        if st is None or st.get("resolvedVersion") != version:
+            return None
+        ready = condition_of(st, "Ready")
+        return st if (ready.get("status"), ready.get("reason")) == ("True", "Synced") else None
 
     result: dict[str, Any] = wait_for(done, timeout, f"{namespace}/{name} Ready at version {version}")
     return result
@@ -85,8 +87,12 @@ def wait_ready(
 def wait_reason(
     testbed: Testbed, namespace: str, name: str, reason: str, timeout: float = 30
 ) -> dict[str, Any]:
-    wait_for(lambda: ready_reason(testbed, namespace, name)[1] == reason, timeout, f"{name} reason {reason}")
-    return status(testbed, namespace, name)
+    def done() -> dict[str, Any] | None:
+        st = current(testbed, namespace, name)
+        return st if condition_of(st, "Ready").get("reason") == reason else None
+
+    result: dict[str, Any] = wait_for(done, timeout, f"{name} reason {reason}")
+    return result
 
 
 def events(testbed: Testbed, namespace: str, name: str) -> list[tuple[str, str, str]]:
@@ -455,3 +461,124 @@ spec:
         wait_ready(testbed, namespace, "outsider", 1)
     finally:
         testbed.kubectl("delete", "clusterpromptregistry", cluster_registry, "--wait=false")
+
+
+def test_deleted_or_edited_projection_is_restored(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+) -> None:
+    """The operator must not trust its memory of what it applied: pods would lose their prompt."""
+    register(prompt_name, 2)
+    apply_yaml(testbed, pa_yaml(namespace, "projected", prompt_name, "production", 2))
+    wait_ready(testbed, namespace, "projected", 2)
+    original = projection(testbed, namespace, "projected", prompt_name, "production")
+    cm = get_object(testbed, "configmap", namespace, "promptalias-projected")
+    first_uid = cm["metadata"]["uid"]
+
+    testbed.kubectl("delete", "configmap", "promptalias-projected", "-n", namespace, "--wait=true")
+
+    def restored() -> dict[str, Any] | None:
+        found = testbed.kubectl(
+            "get", "configmap", "promptalias-projected", "-n", namespace, "-o", "json", check=False
+        )
+        if found.returncode != 0:
+            return None
+        body: dict[str, Any] = json.loads(found.stdout)
+        return body if body["metadata"]["uid"] != first_uid else None
+
+    wait_for(restored, 60, "the deleted projection ConfigMap to be recreated")
+    assert projection(testbed, namespace, "projected", prompt_name, "production") == original
+
+    # Edited by hand, hash annotation kept: the data is put back.
+    key = f"{prompt_name}.production.json"
+    forged = json.loads(get_object(testbed, "configmap", namespace, "promptalias-projected")["data"][key])
+    forged["template"] = "edited by hand"
+    patch = json.dumps({"data": {key: json.dumps(forged)}})
+    testbed.kubectl(
+        "patch", "configmap", "promptalias-projected", "-n", namespace, "--type=merge", "-p", patch
+    )
+    wait_for(
+        lambda: projection(testbed, namespace, "projected", prompt_name, "production") == original,
+        60,
+        "the edited projection ConfigMap to be restored",
+    )
+
+
+@pytest.mark.parametrize("drift_policy", ["Report", "Enforce"])
+def test_a_version_registered_after_the_spec_change_is_the_users_change(
+    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any, drift_policy: str
+) -> None:
+    """GitOps merges spec.version 3 before v3 is registered: the failed first pass is not drift."""
+    import mlflow.genai
+
+    register(prompt_name, 2)
+    apply_yaml(testbed, pa_yaml(namespace, "late", prompt_name, "production", 2, driftPolicy=drift_policy))
+    wait_ready(testbed, namespace, "late", 2)
+    testbed.kubectl(
+        "patch", "promptalias", "late", "-n", namespace, "--type=merge", "-p", '{"spec":{"version":3}}'
+    )
+
+    def refused_at_this_generation() -> bool:
+        obj = get_object(testbed, "promptalias", namespace, "late")
+        st = obj.get("status") or {}
+        return st.get("observedGeneration") == obj["metadata"]["generation"] and ready_reason(
+            testbed, namespace, "late"
+        ) == ("False", "VersionNotFound")
+
+    wait_for(refused_at_this_generation, 30, "VersionNotFound for the new generation")
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
+    mlflow.genai.register_prompt(name=prompt_name, template=TEMPLATE.format(n=3))
+    st = wait_ready(testbed, namespace, "late", 3, timeout=60)
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}
+    entry = st["history"][-1]
+    assert (entry["reason"], entry["previousVersion"], entry["version"]) == ("Applied", 2, 3)
+    assert entry.get("actor") == "kubectl-patch"
+    assert st.get("appliedVersion") == 3
+    assert "pendingMove" not in st
+    assert condition(testbed, "promptalias", namespace, "late", "Drifted") == "False"
+    assert not [h for h in st["history"] if h["reason"] in ("DriftCorrected", "Observed")]
+
+
+@pytest.mark.parametrize("field", ["token", "ca.crt"])
+def test_a_secret_that_is_not_utf8_is_a_clear_condition_without_its_bytes(
+    testbed: Testbed, namespace: str, operator_process: OperatorProcess, prompt_name: str, field: str
+) -> None:
+    import base64
+
+    raw = b"\xff\xfeSECRETPART-" + prompt_name.encode() + b"\x80"
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "odd", "namespace": namespace},
+        "data": {field: base64.b64encode(raw).decode()},
+    }
+    testbed.kubectl("apply", "-f", "-", stdin=json.dumps(body))
+    extra = (
+        "auth: {secretRef: {name: odd}}"
+        if field == "token"
+        else "tls: {caSecretRef: {name: odd, key: ca.crt}}"
+    )
+    uri = testbed.mlflow_uri if field == "token" else testbed.mlflow_uri.replace("http://", "https://")
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: odd, namespace: {namespace}}}
+spec:
+  trackingUri: {uri}
+  {extra}
+""",
+    )
+    apply_yaml(testbed, pa_yaml(namespace, "odd", prompt_name, "production", 1, registryRef={"name": "odd"}))
+    st = wait_reason(testbed, namespace, "odd", "InvalidRegistry")
+    message = next(c["message"] for c in st["conditions"] if c["type"] == "Ready")
+    assert "is not UTF-8 text" in message
+    everything = "\n".join(
+        [
+            testbed.kubectl("get", "promptalias,promptregistry,events", "-n", namespace, "-o", "yaml").stdout,
+            operator_process.log_path.read_text(errors="replace"),
+        ]
+    )
+    assert "SECRETPART" not in everything
+    assert "0xff" not in everything
+    assert base64.b64encode(raw).decode() not in everything

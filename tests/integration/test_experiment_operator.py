@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kit import apply_yaml, get_object, wait_for
+from kit import apply_yaml, condition_of, current_status, get_object, wait_for
 from promptalias.client import CANDIDATE
 from promptalias.client._document import validate_document
 from promptalias.client._prompt import prompt_from_document
@@ -107,9 +107,9 @@ def cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 
 def wait_baseline(testbed: Testbed, namespace: str, name: str, version: int) -> None:
     def ready() -> bool:
-        st = pa_status(testbed, namespace, name)
-        ready_cond: dict[str, Any] = next((c for c in st.get("conditions") or [] if c["type"] == "Ready"), {})
-        return ready_cond.get("status") == "True" and st.get("resolvedVersion") == version
+        st = current_status(get_object(testbed, "promptalias", namespace, name))
+        ready = condition_of(st, "Ready").get("status") == "True"
+        return ready and (st or {}).get("resolvedVersion") == version
 
     wait_for(ready, 30, f"PromptAlias {name} Ready at version {version}")
 
@@ -119,7 +119,7 @@ def wait_phase(
 ) -> dict[str, Any]:
     def reached() -> dict[str, Any] | None:
         obj = exp(testbed, namespace, name)
-        st = obj.get("status") or {}
+        st = current_status(obj) or {}
         return obj if (st.get("phase"), st.get("currentWeight")) == (phase, weight) else None
 
     result: dict[str, Any] = wait_for(

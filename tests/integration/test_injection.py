@@ -110,3 +110,29 @@ def test_annotated_pod_gets_the_sidecar_and_passes_restricted(
     testbed.kubectl("create", "-n", namespace, "-f", "-", stdin=_pod("plain", {}))
     plain = json.loads(testbed.kubectl("get", "pod", "plain", "-n", namespace, "-o", "json").stdout)
     assert "initContainers" not in plain["spec"]
+
+
+def test_injection_without_prompts_annotation_is_admitted_with_a_warning(
+    testbed: Testbed, namespace: str, admission_operator: OperatorProcess
+) -> None:
+    """Without promptalias.io/prompts the sidecar needs list/watch; kubectl shows why it may hang."""
+    results: list[str] = []
+
+    def created() -> bool:
+        result = testbed.kubectl(
+            "create",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            stdin=_pod("unnamed", {"promptalias.io/inject": "true"}),
+            check=False,
+        )
+        results.append(result.stderr)
+        return result.returncode == 0
+
+    wait_for(created, 30, "the annotated pod to be admitted")
+    pod = json.loads(testbed.kubectl("get", "pod", "unnamed", "-n", namespace, "-o", "json").stdout)
+    assert [c["name"] for c in pod["spec"].get("initContainers") or []] == ["promptalias-sidecar"]
+    assert "Warning:" in results[-1]
+    assert "without promptalias.io/prompts" in results[-1]

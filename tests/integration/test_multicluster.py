@@ -217,9 +217,8 @@ def test_takeover_moves_ownership_and_the_old_owner_stands_down(
 
 def test_takeover_via_cli_is_consumed_and_audited_and_can_go_back(two: tuple[Bed, Bed]) -> None:
     """The takeover request is one-shot (consumed), audited by a TookOver Event, and a later
-    takeover back by cluster A sticks. Fails today: the handler never removes the annotation nor
-    posts the Event (AliasPlan.took_over is unused), so B's request stays armed and re-takes the
-    alias whenever A takes it back — the two clusters then flap it."""
+    takeover back by cluster A sticks: a request left armed would re-take the alias whenever A
+    takes it back, and the two clusters would flap it."""
     a, b = two
     owner_a = _setup_a_owns_b_blocked(a, b, "prod-cli")
 
@@ -251,9 +250,8 @@ def test_cli_takeover_is_not_needed_when_nothing_blocks(two: tuple[Bed, Bed]) ->
 
 def test_follow_mode_rollback_never_moves_an_alias_another_cluster_pins(two: tuple[Bed, Bed]) -> None:
     """Readers may follow an owned alias, but a rollback through one is a write, and writes to an
-    alias another owner holds are refused. Fails today: _plan_follow ignores the owner tag, so B
-    moves A's alias, and A's driftPolicy Enforce moves it back (one flap, two DriftCorrected/Rollback
-    entries in two clusters' audit trails)."""
+    alias another owner holds are refused (otherwise B would move A's alias and A's driftPolicy
+    Enforce would move it back: one flap, two entries in two clusters' audit trails)."""
     a, b = two
     a.create("prod", version=1)
     a.wait_resolved("prod", 1)

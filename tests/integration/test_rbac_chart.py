@@ -40,8 +40,9 @@ _NAMESPACED_NEEDS = {
         for verb in ("get", "patch", "update")
     ),
     *((GROUP, f"{plural}/finalizers", "update") for plural in NAMESPACED_KINDS),
-    # Projection ConfigMaps: server-side apply, garbage collected by owner, deleted on policy.
-    *(("", "configmaps", verb) for verb in ("get", "list", "watch", "create", "update", "patch", "delete")),
+    # Projection ConfigMaps: server-side apply, a read, a watch that restores them; the garbage
+    # collector deletes them (no update, no delete).
+    *(("", "configmaps", verb) for verb in ("get", "list", "watch", "create", "patch")),
     # Registry credentials, by name only.
     ("", "secrets", "get"),
     # Events for every transition (kopf posts core/v1; events.k8s.io for newer clients).
@@ -231,7 +232,6 @@ def test_namespace_mode_rules_are_exactly_the_operator_needs_per_namespace(
         ("list", f"promptregistries.{GROUP}", ()),
         ("create", "configmaps", ()),
         ("patch", "configmaps", ()),
-        ("delete", "configmaps", ()),
         ("get", "secrets", ()),
         ("create", "events", ()),
         ("create", "events.events.k8s.io", ()),
@@ -285,6 +285,8 @@ def test_kopf_peering_is_allowed_where_each_mode_peers(
         ("delete", f"promptaliases.{GROUP}", "the operator never deletes a user's resource"),
         ("update", "customresourcedefinitions.apiextensions.k8s.io", "CRDs are installed by the chart"),
         ("delete", "namespaces", "far beyond its job"),
+        ("delete", "configmaps", "the garbage collector deletes projections, never the operator"),
+        ("update", "configmaps", "projections are server-side applied (patch)"),
         ("create", "clusterroles.rbac.authorization.k8s.io", "privilege escalation"),
         ("create", "rolebindings.rbac.authorization.k8s.io", "privilege escalation"),
         ("impersonate", "users", "privilege escalation"),

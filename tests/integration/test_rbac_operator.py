@@ -21,17 +21,17 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from kit import wait_for
 from promptalias.testbed import Testbed
 from promptalias.testbed.ports import free_port
 from promptalias.testbed.tools import helm
@@ -41,21 +41,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.without_operator]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "promptalias"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:  # the operator's endpoints refuse connections while it starts
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module", autouse=True)

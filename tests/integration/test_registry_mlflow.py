@@ -320,7 +320,7 @@ def test_dead_server_fails_fast() -> None:
             RegistryUnavailable, match=r"cannot connect to MLflow at http://127\.0\.0\.1:"
         ) as info:
             await registry.get_prompt("anything")
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.5  # refused at once, not after the 2 s timeout
         assert info.value.retryable
 
     run(scenario, config)
@@ -342,7 +342,7 @@ def test_hanging_server_times_out(silent_server: int) -> None:
         started = time.monotonic()
         with pytest.raises(RegistryUnavailable, match=r"did not answer get prompt .* within 0.5 s"):
             await registry.get_prompt("anything")
-        assert 0.5 <= time.monotonic() - started < 1.0
+        assert 0.5 <= time.monotonic() - started < 3.0  # the timeout fired (no hidden retries)
 
     run(scenario, config)
 

@@ -18,6 +18,7 @@ from kubernetes import client
 from promptalias.projection.render import build_configmap, projection_key, render_projection
 from promptalias.sidecar.testing import SidecarProcess, free_port
 from promptalias.testbed import Testbed
+from sidecar_kit import owned
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +44,12 @@ def configmap(namespace: str, prompt: str, alias: str, version: int) -> dict[str
         updated="2025-01-01T00:00:00Z",
     )
     body = build_configmap(namespace, f"{prompt}-{alias}", "00000000-0000-0000-0000-000000000000", doc)
-    del body["metadata"]["ownerReferences"]  # no PromptAlias here; the GC would delete an orphan
+    del body["metadata"]["ownerReferences"]  # set by `apply` (sidecar_kit.owned) to a real PromptAlias
     return body
 
 
 def apply(core: client.CoreV1Api, body: dict[str, Any]) -> None:
+    body = owned(core, body)  # the sidecar trusts only projections owned by a PromptAlias
     meta = body["metadata"]
     try:
         core.replace_namespaced_config_map(meta["name"], meta["namespace"], body)
@@ -82,7 +84,7 @@ def health(sidecar: SidecarProcess) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture
-def core(k8s_api: Any) -> client.CoreV1Api:
+def core(k8s_api: Any, crds: Path) -> client.CoreV1Api:
     return client.CoreV1Api(k8s_api)
 
 

@@ -213,12 +213,12 @@ def test_invalid_aliases(alias: str, message: str) -> None:
         PromptAliasSpec.model_validate({"registryRef": {"name": "r"}, "prompt": "p", "alias": alias})
 
 
-@pytest.mark.parametrize("prompt", ["invoice-parser", "invoice_parser.v2", "a", ".hidden", "a..b", "x" * 200])
+@pytest.mark.parametrize("prompt", ["invoice-parser", "invoice_parser.v2", "a", "a.", "a..b", "x" * 200])
 def test_valid_prompt_names(prompt: str) -> None:
     PromptAliasSpec.model_validate({"registryRef": {"name": "r"}, "prompt": prompt, "alias": "prod"})
 
 
-@pytest.mark.parametrize("prompt", [".", "..", "..x", "a/b", "a:b", "a b", "", "x" * 257])
+@pytest.mark.parametrize("prompt", [".", "..", "..x", ".hidden", "a/b", "a:b", "a b", "", "x" * 257])
 def test_invalid_prompt_names(prompt: str) -> None:
     with pytest.raises(ValidationError):
         PromptAliasSpec.model_validate({"registryRef": {"name": "r"}, "prompt": prompt, "alias": "prod"})

@@ -194,7 +194,7 @@ def test_cluster_wide_rbac_grants_what_the_operator_needs_and_no_more(chart_helm
         assert rules_for(role, "promptalias.io", plural) == reader | {"patch", "update"}
         assert rules_for(role, "promptalias.io", f"{plural}/status") == {"get", "patch", "update"}
         assert rules_for(role, "promptalias.io", f"{plural}/finalizers") == {"update"}
-    assert rules_for(role, "", "configmaps") == reader | {"create", "update", "patch", "delete"}
+    assert rules_for(role, "", "configmaps") == reader | {"create", "patch"}  # no update/delete: unused
     assert rules_for(role, "", "secrets") == {"get"}  # by name only: never list or watch every Secret
     assert rules_for(role, "", "events") == {"create", "patch"}
     assert rules_for(role, "events.k8s.io", "events") == {"create", "patch"}
@@ -232,7 +232,7 @@ def test_namespace_mode_uses_roles_per_namespace_and_cluster_role_for_cluster_sc
     roles = {role["metadata"]["namespace"]: role for role in by_kind(objects, "Role")}
     assert set(roles) == {"promptalias-ci-team-a", "promptalias-ci-team-b", "promptalias-ci-secrets"}
     for namespace in ("promptalias-ci-team-a", "promptalias-ci-team-b"):
-        assert rules_for(roles[namespace], "", "configmaps") >= {"create", "patch", "delete"}
+        assert rules_for(roles[namespace], "", "configmaps") == {"get", "list", "watch", "create", "patch"}
         assert rules_for(roles[namespace], "promptalias.io", "promptaliases") >= {"list", "watch"}
         assert rules_for(roles[namespace], "", "secrets") == {"get"}
     # The extra Secrets namespace grants exactly Secrets get, nothing else.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from promptalias.cli import plugin_cmds as cli
+from promptalias.cli import errors, plugin_cmds, registry_access, waiting
+from promptalias.cli import formatting as fmt
+from promptalias.cli.cluster import Cluster, api_error
 from promptalias.cli.main import build_parser, main
+from promptalias.reconcile.gitops import DECLARED, GitOpsOwner
 from promptalias.registry import PromptVersion
 
 NOW = datetime(2026, 1, 10, 12, 0, 0, tzinfo=UTC)
@@ -89,17 +93,17 @@ def _alias(
     ],
 )
 def test_human_duration_matches_kubectl(seconds: float, expected: str) -> None:
-    assert cli.human_duration(seconds) == expected
+    assert fmt.human_duration(seconds) == expected
 
 
 def test_age_of_missing_or_bad_timestamps() -> None:
-    assert cli.age(None, NOW) == "<unknown>"
-    assert cli.age("yesterday", NOW) == "<unknown>"
-    assert cli.age("2026-01-10T11:59:00Z", NOW) == "60s"
+    assert fmt.age(None, NOW) == "<unknown>"
+    assert fmt.age("yesterday", NOW) == "<unknown>"
+    assert fmt.age("2026-01-10T11:59:00Z", NOW) == "60s"
 
 
 def test_render_table_aligns_columns_three_spaces_apart() -> None:
-    text = cli.render_table(["A", "LONGER"], [["xxxx", "1"], ["y", "22"]])
+    text = fmt.render_table(["A", "LONGER"], [["xxxx", "1"], ["y", "22"]])
     assert text.splitlines() == ["A      LONGER", "xxxx   1", "y      22"]
 
 
@@ -108,13 +112,13 @@ def test_get_table_has_namespace_column_only_across_namespaces() -> None:
         _alias("b-pinned"),
         _alias("a-follow", version=None, resolved=None, previous=None, ready=None),
     ]
-    lines = cli.alias_table(items, NOW, all_namespaces=False).splitlines()
+    lines = fmt.alias_table(items, NOW, all_namespaces=False).splitlines()
     assert lines[0].split() == ["NAME", "PROMPT", "ALIAS", "DESIRED", "RESOLVED", "READY", "REASON", "AGE"]
     # sorted by name; a follow-mode resource says so, absent values read <none> / Unknown
     follow = ["a-follow", "invoice-parser", "production", "follow", "<none>", "Unknown", "<none>", "5m"]
     assert lines[1].split() == follow
     assert lines[2].split() == ["b-pinned", "invoice-parser", "production", "3", "3", "True", "Synced", "5m"]
-    wide = cli.alias_table(items, NOW, all_namespaces=True).splitlines()
+    wide = fmt.alias_table(items, NOW, all_namespaces=True).splitlines()
     assert wide[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert wide[1].split()[:2] == ["billing", "a-follow"]
 
@@ -138,7 +142,7 @@ def test_history_table_shows_moves_oldest_first() -> None:
         },
         {"previousVersion": 2, "time": "2026-01-10T11:30:00Z", "reason": "Observed"},
     ]
-    lines = cli.history_table(history).splitlines()
+    lines = fmt.history_table(history).splitlines()
     assert lines[0].split() == ["TIME", "REASON", "FROM→TO", "ACTOR", "MESSAGE"]
     assert lines[1].split() == ["2026-01-10T10:00:00Z", "Applied", "-→1", "kubectl", "set"]
     assert lines[2].split() == [
@@ -154,58 +158,13 @@ def test_history_table_shows_moves_oldest_first() -> None:
     assert lines[3].split() == ["2026-01-10T11:30:00Z", "Observed", "2→-", "<none>"]
 
 
-# ---- GitOps ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("labels", "annotations", "expected"),
-    [
-        ({}, {}, None),
-        # Every Helm chart sets the instance label: alone it proves nothing.
-        ({"app.kubernetes.io/instance": "invoice"}, {}, None),
-        (
-            {},
-            {"argocd.argoproj.io/tracking-id": "invoice:promptalias.io/PromptAlias:billing/x"},
-            cli.GitOpsOwner("Argo CD", "Application", "invoice"),
-        ),
-        (
-            {},
-            {"argocd.argoproj.io/tracking-id": "team-a_invoice:promptalias.io/PromptAlias:billing/x"},
-            cli.GitOpsOwner("Argo CD", "Application", "invoice", "team-a"),
-        ),
-        (
-            {"app.kubernetes.io/instance": "invoice"},
-            {"argocd.argoproj.io/sync-options": "ServerSideApply=true"},
-            cli.GitOpsOwner("Argo CD", "Application", "invoice"),
-        ),
-        (
-            {"argocd.argoproj.io/instance": "invoice"},
-            {},
-            cli.GitOpsOwner("Argo CD", "Application", "invoice"),
-        ),
-        (
-            {
-                "kustomize.toolkit.fluxcd.io/name": "apps",
-                "kustomize.toolkit.fluxcd.io/namespace": "flux-system",
-            },
-            {},
-            cli.GitOpsOwner("Flux", "Kustomization", "apps", "flux-system"),
-        ),
-        (
-            {"helm.toolkit.fluxcd.io/name": "invoice", "helm.toolkit.fluxcd.io/namespace": "billing"},
-            {},
-            cli.GitOpsOwner("Flux", "HelmRelease", "invoice", "billing"),
-        ),
-    ],
-)
-def test_detect_gitops(labels: dict[str, str], annotations: dict[str, str], expected: Any) -> None:
-    assert cli.detect_gitops({"labels": labels, "annotations": annotations}) == expected
+# ---- the Git change (the detection: test_gitops.py) ----------------------------------------------
 
 
 def test_git_change_is_yaml_naming_the_object_and_the_new_version() -> None:
     obj = _alias("invoice-parser-production")
-    owner = cli.GitOpsOwner("Argo CD", "Application", "invoice", "argocd")
-    text = cli.git_change(obj, 2, owner)
+    owner = GitOpsOwner("Argo CD", "Application", "invoice", "argocd")
+    text = fmt.git_change(obj, 2, owner)
     doc = yaml.safe_load(text)
     assert doc == {
         "apiVersion": "promptalias.io/v1alpha1",
@@ -220,9 +179,9 @@ def test_git_change_is_yaml_naming_the_object_and_the_new_version() -> None:
 
 def test_git_change_for_flux() -> None:
     obj = _alias("x")
-    kustomization = cli.git_change(obj, 1, cli.GitOpsOwner("Flux", "Kustomization", "apps", "flux-system"))
+    kustomization = fmt.git_change(obj, 1, GitOpsOwner("Flux", "Kustomization", "apps", "flux-system"))
     assert "flux reconcile kustomization apps -n flux-system --with-source" in kustomization
-    helm = cli.git_change(obj, 1, cli.GitOpsOwner("Flux", "HelmRelease", "invoice", "billing"))
+    helm = fmt.git_change(obj, 1, GitOpsOwner("Flux", "HelmRelease", "invoice", "billing"))
     assert "values of HelmRelease billing/invoice" in helm
     assert yaml.safe_load(helm)["spec"] == {"version": 1}
 
@@ -231,18 +190,18 @@ def test_git_change_for_flux() -> None:
 
 
 def test_template_diff_of_text_prompts() -> None:
-    old = cli.template_lines("Parse {{invoice}}.\nBe brief.")
-    new = cli.template_lines("Parse {{invoice}}.\nBe thorough.", {"type": "object"})
-    diff = cli.unified_diff("prompts:/p/3", old, "prompts:/p/4", new)
+    old = fmt.template_lines("Parse {{invoice}}.\nBe brief.")
+    new = fmt.template_lines("Parse {{invoice}}.\nBe thorough.", {"type": "object"})
+    diff = fmt.unified_diff("prompts:/p/3", old, "prompts:/p/4", new)
     assert diff.splitlines()[:2] == ["--- prompts:/p/3", "+++ prompts:/p/4"]
     assert "-Be brief.\n" in diff
     assert "+Be thorough.\n" in diff
     assert "+[response_format]\n" in diff
-    assert cli.unified_diff("a", old, "b", old) == ""
+    assert fmt.unified_diff("a", old, "b", old) == ""
 
 
 def test_template_lines_of_chat_prompts() -> None:
-    lines = cli.template_lines(
+    lines = fmt.template_lines(
         [{"role": "system", "content": "You parse invoices."}, {"role": "user", "content": "{{text}}"}],
         model_config={"temperature": 0.1, "model": "m"},
     )
@@ -275,7 +234,7 @@ def _version(number: int, tags: dict[str, str] | None = None, message: str | Non
 
 def test_versions_table_shows_aliases_and_their_owners() -> None:
     owner = json.dumps({"cluster": "cluster-a", "namespace": "billing", "name": "prod"})
-    text = cli.versions_table(
+    text = fmt.versions_table(
         [_version(1, {"approved": "true"}, "first\ntry"), _version(2)],
         {"production": 1, "staging": 2, "canary": 2},
         {"promptalias.io/owner.production": owner},
@@ -290,15 +249,15 @@ def test_versions_table_shows_aliases_and_their_owners() -> None:
 
 
 def test_owner_text_of_unreadable_tags() -> None:
-    assert cli.owner_text(None) == "-"
-    assert cli.owner_text("not json") == "not json"
+    assert fmt.owner_text(None) == "-"
+    assert fmt.owner_text("not json") == "not json"
 
 
 # ---- MLflow settings from the user's environment ---------------------------------------------------
 
 
 def test_registry_config_reads_mlflow_tracking_variables() -> None:
-    config = cli.registry_config(
+    config = registry_access.registry_config(
         "https://mlflow.example.com/",
         {"MLFLOW_TRACKING_TOKEN": "tok", "MLFLOW_TRACKING_INSECURE_TLS": "true"},
         workspace="team",
@@ -307,7 +266,7 @@ def test_registry_config_reads_mlflow_tracking_variables() -> None:
     assert config.auth_kind == "bearer"
     assert config.insecure_skip_verify
     assert config.workspace == "team"
-    basic = cli.registry_config(
+    basic = registry_access.registry_config(
         "http://m:5000", {"MLFLOW_TRACKING_USERNAME": "u", "MLFLOW_TRACKING_PASSWORD": "p"}
     )
     assert basic.auth_kind == "basic"
@@ -315,37 +274,57 @@ def test_registry_config_reads_mlflow_tracking_variables() -> None:
 
 
 def test_registry_config_errors_say_what_to_do() -> None:
-    with pytest.raises(cli.CliError, match="must be set together"):
-        cli.registry_config("http://m:5000", {"MLFLOW_TRACKING_USERNAME": "u"})
-    with pytest.raises(cli.CliError, match="pass --registry-uri") as info:
-        cli.registry_config("file:///tmp/mlruns", {})
-    assert info.value.code == cli.EXIT_ERROR
+    with pytest.raises(errors.CliError, match="must be set together"):
+        registry_access.registry_config("http://m:5000", {"MLFLOW_TRACKING_USERNAME": "u"})
+    with pytest.raises(errors.CliError, match="pass --registry-uri") as info:
+        registry_access.registry_config("file:///tmp/mlruns", {})
+    assert info.value.code == errors.EXIT_ERROR
 
 
 # ---- command decisions, with a stand-in for the cluster ---------------------------------------------
 
 
 class FakeCluster:
-    """Records patches; answers reads from one stored object."""
+    """A `Cluster` that records patches and answers alias reads from one stored object."""
 
     default_namespace = "billing"
 
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
-        self.patches: list[dict[str, Any]] = []
+        self.patches: list[Mapping[str, Any]] = []
+
+    def list_aliases(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [self.obj]
 
     def get_alias(self, namespace: str, name: str) -> dict[str, Any]:
         return self.obj
 
-    def patch_alias(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def patch_alias(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         self.patches.append(patch)
         return self.obj
+
+    def list_experiments(self, namespace: str) -> list[dict[str, Any]]:
+        return []
+
+    def get_experiment(self, namespace: str, name: str) -> dict[str, Any]:
+        raise errors.CliError(f"PromptExperiment {name!r}: not found", "check the name")
+
+    def patch_experiment(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        raise errors.CliError(f"PromptExperiment {name!r}: not found", "check the name")
+
+    def get_registry(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return {"spec": {"trackingUri": "http://127.0.0.1:5000"}}
 
     def close(self) -> None:
         pass
 
     def latest_warning(self, namespace: str, name: str, since: datetime) -> str | None:
         return "OwnedElsewhere: still owned by cluster-a/billing/prod"
+
+
+def test_the_fake_is_a_cluster() -> None:
+    cluster: Cluster = FakeCluster(_alias("prod"))  # mypy checks the Protocol here
+    assert cluster.default_namespace == "billing"
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
@@ -358,9 +337,9 @@ def test_rollback_of_a_gitops_managed_object_prints_the_git_change_and_exits_3(
     fake = FakeCluster(
         _alias("prod", annotations={"argocd.argoproj.io/tracking-id": "invoice:x:billing/prod"})
     )
-    code = cli.cmd_rollback(_args(["rollback", "prod"]), fake)  # type: ignore[arg-type]
+    code = plugin_cmds.cmd_rollback(_args(["rollback", "prod"]), fake)
     out = capsys.readouterr()
-    assert code == cli.EXIT_GITOPS
+    assert code == errors.EXIT_GITOPS
     assert fake.patches == []
     assert "managed by Argo CD (Application invoice)" in out.err
     assert yaml.safe_load(out.out)["spec"] == {"version": 2}
@@ -368,10 +347,25 @@ def test_rollback_of_a_gitops_managed_object_prints_the_git_change_and_exits_3(
 
 def test_rollback_force_patches_a_gitops_managed_object(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeCluster(_alias("prod", labels={"kustomize.toolkit.fluxcd.io/name": "apps"}))
-    code = cli.cmd_rollback(_args(["rollback", "prod", "--to", "1", "--force", "--no-wait"]), fake)  # type: ignore[arg-type]
-    assert code == cli.EXIT_OK
+    code = plugin_cmds.cmd_rollback(_args(["rollback", "prod", "--to", "1", "--force", "--no-wait"]), fake)
+    assert code == errors.EXIT_OK
     assert fake.patches == [{"spec": {"version": 1}}]
     assert "--force" in capsys.readouterr().err
+
+
+def test_rollback_honours_the_gitops_override_like_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
+    # promptalias.io/gitops: "false" says no tool applies the object, whatever marks it carries...
+    marked = {"argocd.argoproj.io/tracking-id": "invoice:x:billing/prod", "promptalias.io/gitops": "false"}
+    fake = FakeCluster(_alias("prod", annotations=marked))
+    assert plugin_cmds.cmd_rollback(_args(["rollback", "prod", "--no-wait"]), fake) == errors.EXIT_OK
+    assert fake.patches == [{"spec": {"version": 2}}]
+    # ...and "true" says one does, even without marks: then the change belongs in Git.
+    declared = FakeCluster(_alias("prod", annotations={"promptalias.io/gitops": "true"}))
+    assert plugin_cmds.cmd_rollback(_args(["rollback", "prod"]), declared) == errors.EXIT_GITOPS
+    assert declared.patches == []
+    out = capsys.readouterr()
+    assert f"managed by {DECLARED}" in out.err
+    assert yaml.safe_load(out.out)["spec"] == {"version": 2}
 
 
 def test_rollback_in_follow_mode_asks_the_operator(capsys: pytest.CaptureFixture[str]) -> None:
@@ -379,25 +373,25 @@ def test_rollback_in_follow_mode_asks_the_operator(capsys: pytest.CaptureFixture
     fake = FakeCluster(
         _alias("prod", version=None, annotations={"argocd.argoproj.io/tracking-id": "a:b:c/d"})
     )
-    code = cli.cmd_rollback(_args(["rollback", "prod", "--no-wait"]), fake)  # type: ignore[arg-type]
-    assert code == cli.EXIT_OK
+    code = plugin_cmds.cmd_rollback(_args(["rollback", "prod", "--no-wait"]), fake)
+    assert code == errors.EXIT_OK
     assert fake.patches == [{"metadata": {"annotations": {"promptalias.io/rollback-to": "2"}}}]
 
 
 def test_rollback_without_a_previous_version_needs_to(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeCluster(_alias("prod", previous=None))
-    with pytest.raises(cli.CliError, match="--to N"):
-        cli.cmd_rollback(_args(["rollback", "prod"]), fake)  # type: ignore[arg-type]
-    assert cli.cmd_rollback(_args(["rollback", "prod", "--to", "3"]), fake) == cli.EXIT_OK  # type: ignore[arg-type]
+    with pytest.raises(errors.CliError, match="--to N"):
+        plugin_cmds.cmd_rollback(_args(["rollback", "prod"]), fake)
+    assert plugin_cmds.cmd_rollback(_args(["rollback", "prod", "--to", "3"]), fake) == errors.EXIT_OK
     assert fake.patches == []
     assert "already 3" in capsys.readouterr().out
 
 
 def test_takeover_refuses_follow_mode_and_skips_unblocked_objects(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(cli.CliError, match="needs no ownership"):
-        cli.cmd_takeover(_args(["takeover", "prod"]), FakeCluster(_alias("prod", version=None)))  # type: ignore[arg-type]
+    with pytest.raises(errors.CliError, match="needs no ownership"):
+        plugin_cmds.cmd_takeover(_args(["takeover", "prod"]), FakeCluster(_alias("prod", version=None)))
     fake = FakeCluster(_alias("prod"))
-    assert cli.cmd_takeover(_args(["takeover", "prod"]), fake) == cli.EXIT_OK  # type: ignore[arg-type]
+    assert plugin_cmds.cmd_takeover(_args(["takeover", "prod"]), fake) == errors.EXIT_OK
     assert fake.patches == []
     assert "nothing to take over" in capsys.readouterr().out
 
@@ -430,9 +424,9 @@ def test_a_refused_request_is_withdrawn(capsys: pytest.CaptureFixture[str]) -> N
     base = _alias("prod", version=None, resolved=3, previous=2)
     asked = {"promptalias.io/rollback-to": "9"}
     fake = ScriptedCluster([base, _with(base, asked), _with(base, asked, stalled="VersionNotFound")])
-    with pytest.raises(cli.CliError) as info:
-        cli.cmd_rollback(_args(["rollback", "prod", "--to", "9"]), fake)  # type: ignore[arg-type]
-    assert info.value.code == cli.EXIT_PENDING
+    with pytest.raises(errors.CliError) as info:
+        plugin_cmds.cmd_rollback(_args(["rollback", "prod", "--to", "9"]), fake)
+    assert info.value.code == errors.EXIT_PENDING
     assert "refused the request (VersionNotFound: version 9 does not exist)" in str(info.value)
     assert "withdrawn" in str(info.value)
     assert fake.patches == [
@@ -445,26 +439,26 @@ def test_a_performed_request_succeeds(capsys: pytest.CaptureFixture[str]) -> Non
     base = _alias("prod", version=None, resolved=3, previous=2)
     done = _alias("prod", version=None, resolved=2, previous=3)
     fake = ScriptedCluster([base, _with(base, {"promptalias.io/rollback-to": "2"}), done])
-    assert cli.cmd_rollback(_args(["rollback", "prod"]), fake) == cli.EXIT_OK  # type: ignore[arg-type]
+    assert plugin_cmds.cmd_rollback(_args(["rollback", "prod"]), fake) == errors.EXIT_OK
     assert "version 3 → 2" in capsys.readouterr().out
 
 
 def test_an_unanswered_request_times_out_saying_how_to_cancel() -> None:
     base = _alias("prod", version=None, resolved=3, previous=2)
     fake = ScriptedCluster([base, _with(base, {"promptalias.io/rollback-to": "2"})])
-    with pytest.raises(cli.CliError) as info:
-        cli.cmd_rollback(_args(["rollback", "prod", "--timeout", "0.3"]), fake)  # type: ignore[arg-type]
-    assert info.value.code == cli.EXIT_PENDING
+    with pytest.raises(errors.CliError) as info:
+        plugin_cmds.cmd_rollback(_args(["rollback", "prod", "--timeout", "0.3"]), fake)
+    assert info.value.code == errors.EXIT_PENDING
     assert "did not act on the request within 0.3s" in str(info.value)
     assert "promptalias.io/rollback-to-" in str(info.value)
 
 
 def test_a_consumed_request_with_another_result_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "CONSUMED_GRACE_S", 0.1)
+    monkeypatch.setattr(waiting, "CONSUMED_GRACE_S", 0.1)
     blocked = _alias("prod", resolved=None, ready=("False", "OwnedElsewhere"))
     fake = ScriptedCluster([blocked, _with(blocked, {"promptalias.io/takeover": "true"}), blocked])
-    with pytest.raises(cli.CliError) as info:
-        cli.cmd_takeover(_args(["takeover", "prod"]), fake)  # type: ignore[arg-type]
+    with pytest.raises(errors.CliError) as info:
+        plugin_cmds.cmd_takeover(_args(["takeover", "prod"]), fake)
     assert "took the request, but the result is not the one asked for" in str(info.value)
     assert "Ready=False OwnedElsewhere" in str(info.value)
     assert "last warning: OwnedElsewhere: still owned by cluster-a/billing/prod" in str(info.value)
@@ -546,8 +540,25 @@ def test_api_errors_are_mapped_to_advice(status: int, body: dict[str, Any], expe
 
     exc = ApiException(status=status, reason="x")
     exc.body = json.dumps(body)
-    cluster = cli._Cluster.__new__(cli._Cluster)
-    cluster.host = "https://k8s"
-    error = cluster._api_error("PromptAlias 'prod' in namespace 'b'", exc)
+    error = api_error("https://k8s", "PromptAlias 'prod' in namespace 'b'", exc)
     assert expected in str(error)
-    assert error.code == cli.EXIT_ERROR
+    assert error.code == errors.EXIT_ERROR
+
+
+def test_versions_document_has_the_table_facts() -> None:
+    owner = json.dumps({"cluster": "cluster-a", "namespace": "billing", "name": "prod"})
+    doc = fmt.versions_document(
+        "p",
+        [_version(1, {"approved": "true", "promptalias.io/moved.production": "{}"}), _version(2)],
+        {"production": 1},
+        {"promptalias.io/owner.production": owner},
+    )
+    assert doc["aliases"] == {"production": {"version": 1, "managedBy": "cluster-a/billing/prod"}}
+    assert [v["version"] for v in doc["versions"]] == [2, 1]
+    assert doc["versions"][1] == {
+        "version": 1,
+        "created": "2026-01-09T12:00:00Z",
+        "aliases": ["production"],
+        "tags": {"approved": "true"},
+        "message": None,
+    }

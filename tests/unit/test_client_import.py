@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -65,13 +64,10 @@ def test_import_uses_the_standard_library_only() -> None:
     assert result["foreign"] == []
 
 
-def test_import_is_fast_and_small() -> None:
-    # The minimum of several cold imports: robust to a busy machine, still a real cold start.
-    runs = [_probe() for _ in range(7)]
-    times_ms = [float(r["elapsed"]) * 1000 for r in runs]  # type: ignore[arg-type]
+def test_import_is_small() -> None:
+    # How fast the import is (DESIGN: < 50 ms) is measured by `make bench` (client section), where a
+    # busy machine cannot fail a build; here the deterministic part: the peak RSS of a cold import.
+    runs = [_probe() for _ in range(3)]
     rss_mib = max(int(r["rss_kib"]) for r in runs) / 1024  # type: ignore[call-overload]
-    median = statistics.median(times_ms)
-    print(f"import promptalias.client: min {min(times_ms):.1f} ms, median {median:.1f} ms; ", end="")
-    print(f"peak RSS {rss_mib:.1f} MiB")
-    assert min(times_ms) < 50
+    print(f"import promptalias.client: peak RSS {rss_mib:.1f} MiB")
     assert rss_mib < 30

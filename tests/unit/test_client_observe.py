@@ -168,7 +168,7 @@ def test_links_prompt_versions_to_the_active_mlflow_trace(store: PromptStore, tm
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=300,  # a cold `import mlflow` on a loaded 2-core machine
         check=False,
     )
     assert proc.returncode == 0, proc.stderr

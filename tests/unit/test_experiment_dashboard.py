@@ -14,7 +14,7 @@ DASHBOARD = REPO / "examples" / "grafana" / "promptalias-experiments.json"
 SOURCES = [
     REPO / "operator" / "promptalias" / "client" / "_observe.py",
     REPO / "operator" / "promptalias" / "handlers" / "metrics.py",
-    REPO / "operator" / "promptalias" / "sidecar" / "app.py",
+    REPO / "operator" / "promptalias" / "sidecar" / "metrics.py",
 ]
 # Metrics used by the dashboard but not exported yet (panels using them must say "proposed").
 PROPOSED: set[str] = set()

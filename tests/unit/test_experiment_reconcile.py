@@ -12,9 +12,6 @@ from promptalias.api.experiment import ExperimentPhase, PromptExperimentSpec, Pr
 from promptalias.projection.render import render_projection
 from promptalias.reconcile.audit import audit_tag, moved_tag_key, parse_audit_tag
 from promptalias.reconcile.experiment import (
-    ABORT_ANNOTATION,
-    PROMOTE_ANNOTATION,
-    RESUME_ANNOTATION,
     Baseline,
     ExperimentReason,
     HistoryReason,
@@ -23,9 +20,7 @@ from promptalias.reconcile.experiment import (
     PromotionStep,
     Requests,
     advance,
-    annotation_actor,
     git_change,
-    gitops_manager,
     projection_block,
     promoted,
     promotion,
@@ -34,6 +29,8 @@ from promptalias.reconcile.experiment import (
     settle,
     step_entered,
 )
+from promptalias.reconcile.managed_fields import annotation_actor
+from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION, RESUME_ANNOTATION
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
 NONE = Requests()
@@ -270,53 +267,7 @@ def test_requests_and_their_actors() -> None:
     assert read_requests(None, None) == Requests()
 
 
-# ---- GitOps and promotion -------------------------------------------------------------------------
-
-
-GITOPS_CASES: list[tuple[dict[str, str], dict[str, str], str | None]] = [
-    ({}, {}, None),
-    (
-        {},
-        {"argocd.argoproj.io/tracking-id": "billing:promptalias.io/PromptAlias:ns/x"},
-        "Argo CD (Application billing)",
-    ),
-    (
-        {},
-        {"argocd.argoproj.io/tracking-id": "apps_billing:promptalias.io/PromptAlias:ns/x"},
-        "Argo CD (Application apps/billing)",
-    ),
-    ({"argocd.argoproj.io/instance": "app"}, {}, "Argo CD (Application app)"),
-    (
-        {"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"},
-        {},
-        "Flux (Kustomization flux-system/apps)",
-    ),
-    ({"helm.toolkit.fluxcd.io/name": "rel"}, {}, "Flux (HelmRelease rel)"),
-    # Every Helm chart sets the instance label: alone it is no sign of Argo CD.
-    ({"app.kubernetes.io/instance": "release"}, {}, None),
-    (
-        {"app.kubernetes.io/instance": "app"},
-        {"argocd.argoproj.io/sync-wave": "1"},
-        "Argo CD (Application app)",
-    ),
-]
-
-
-@pytest.mark.parametrize(("labels", "annotations", "expected"), GITOPS_CASES)
-def test_gitops_detection_agrees_with_the_cli(
-    labels: dict[str, str], annotations: dict[str, str], expected: str | None
-) -> None:
-    from promptalias.cli.plugin_cmds import detect_gitops
-
-    assert gitops_manager(labels, annotations) == expected
-    owner = detect_gitops({"labels": labels, "annotations": annotations})
-    assert (str(owner) if owner is not None else None) == expected
-
-
-def test_gitops_override() -> None:
-    argo = {"argocd.argoproj.io/instance": "app"}
-    assert gitops_manager(argo, {"promptalias.io/gitops": "false"}) is None
-    assert gitops_manager({}, {"promptalias.io/gitops": "true"}) == "GitOps (promptalias.io/gitops=true)"
+# ---- promotion -------------------------------------------------------------------------------------
 
 
 def baseline(**extra: Any) -> Baseline:

@@ -10,6 +10,7 @@ from promptalias.reconcile.injection import (
     VOLUME_NAME,
     InjectionSettings,
     inject,
+    injection_warnings,
 )
 
 POD: dict[str, Any] = {
@@ -53,6 +54,33 @@ def test_injection_is_idempotent() -> None:
     once = inject(POD, {"promptalias.io/inject": "true"}, InjectionSettings())
     assert once is not None
     assert inject({**POD, **once}, {"promptalias.io/inject": "true"}, InjectionSettings()) is None
+
+
+def test_injection_without_the_prompts_annotation_is_warned_about() -> None:
+    (warning,) = injection_warnings({"promptalias.io/inject": "true"})
+    assert "promptalias.io/prompts" in warning
+    assert "never becomes ready" in warning
+    assert injection_warnings({"promptalias.io/inject": "true", "promptalias.io/prompts": " , "}) != []
+    assert (
+        injection_warnings({"promptalias.io/inject": "true", "promptalias.io/prompts": "promptalias-a"}) == []
+    )
+    assert injection_warnings({}) == []
+
+
+def _mebibytes(quantity: str) -> int:
+    assert quantity.endswith("Mi")
+    return int(quantity.removesuffix("Mi"))
+
+
+def test_sidecar_defaults_leave_room_for_a_swap_of_a_few_mib_of_prompts() -> None:
+    """Old and new copies of 4 MiB of prompts live in the Memory volume and the sidecar's heap."""
+    changes = inject(POD, {"promptalias.io/inject": "true"}, InjectionSettings())
+    assert changes is not None
+    volume = next(v for v in changes["volumes"] if v["name"] == VOLUME_NAME)
+    assert _mebibytes(volume["emptyDir"]["sizeLimit"]) >= 2 * 4 * 2  # two copies, twice over
+    limits = changes["initContainers"][0]["resources"]["limits"]
+    baseline = 48  # Python + aiohttp + the watch, measured RSS of an idle sidecar, rounded up
+    assert _mebibytes(limits["memory"]) >= baseline + _mebibytes(volume["emptyDir"]["sizeLimit"]) + 3 * 4 * 2
 
 
 def test_operator_cli_sets_its_settings_before_the_handlers_are_registered() -> None:

@@ -192,6 +192,20 @@ def test_configmap_name_short_and_long() -> None:
         configmap_name("")
 
 
+@pytest.mark.parametrize("long", ["a" * 242, "a" * 240 + ".b" * 6, "x-" * 126 + "y"])
+def test_a_plain_name_never_equals_another_names_hashed_form(long: str) -> None:
+    """A 241-character name spelled like another's hashed 253-character form gets its own ConfigMap."""
+    hashed = configmap_name(long)
+    assert hashed != "promptalias-" + long
+    impostor = hashed.removeprefix("promptalias-")  # a valid PromptAlias name of <= 241 characters
+    assert len(impostor) <= 241
+    assert DNS1123_SUBDOMAIN.match(impostor)
+    assert configmap_name(impostor) != hashed
+    assert DNS1123_SUBDOMAIN.match(configmap_name(impostor))
+    assert configmap_name("ends-in-hex-0123456789abcdef") != "promptalias-ends-in-hex-0123456789abcdef"
+    assert configmap_name("ends-in-hex-0123456789abcdeg") == "promptalias-ends-in-hex-0123456789abcdeg"
+
+
 @pytest.mark.parametrize("value", ["production", "a", "invoice_parser.v2", "A-b_c.d"])
 def test_label_value_keeps_valid_values(value: str) -> None:
     assert label_value(value) == value

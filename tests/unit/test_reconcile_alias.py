@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +14,7 @@ from promptalias.api.promptalias import HistoryEntry, HistoryReason, PromptAlias
 from promptalias.reconcile.alias import (
     AliasPlan,
     Outcome,
-    actor_from_managed_fields,
+    intend,
     plan_alias,
     policy_violation,
     settle,
@@ -38,10 +40,16 @@ def spec(version: int | None = 3, **extra: Any) -> PromptAliasSpec:
 
 
 def status(
-    resolved: int | None = None, previous: int | None = None, generation: int | None = None
+    resolved: int | None = None,
+    previous: int | None = None,
+    generation: int | None = None,
+    applied: int | None = None,
 ) -> PromptAliasStatus:
     return PromptAliasStatus(
-        resolved_version=resolved, previous_version=previous, observed_generation=generation
+        resolved_version=resolved,
+        previous_version=previous,
+        observed_generation=generation,
+        applied_version=applied,
     )
 
 
@@ -63,21 +71,32 @@ def moved(p: AliasPlan) -> tuple[str, int | None, int | None] | None:
     return (str(p.history.reason), p.history.previous_version, p.history.version)
 
 
-# (name, spec version, status(resolved, previous, observedGeneration), current in MLflow, drift policy,
+# (name, spec version, status(resolved, previous, appliedVersion), current in MLflow, drift policy,
 #  expected write, expected resolved, expected history move)
+# appliedVersion is the spec.version last carried out: a spec.version that differs is the user's
+# pending change, whatever failed passes happened since; only an equal one makes a difference drift.
 CASES = [
     ("first sync writes", 3, (None, None, None), None, "Enforce", 3, 3, ("Applied", None, 3)),
     ("first sync adopts", 3, (None, None, None), 3, "Enforce", None, 3, ("Adopted", None, 3)),
-    ("spec change moves alias", 3, (2, 1, 1), 2, "Enforce", 3, 3, ("Applied", 2, 3)),
-    ("back to previous is a rollback", 2, (3, 2, 1), 3, "Enforce", 2, 2, ("Rollback", 3, 2)),
-    ("in sync: nothing to do", 3, (3, 2, 2), 3, "Enforce", None, 3, None),
-    ("crash after write: record once", 3, (2, 1, 1), 3, "Enforce", None, 3, ("Applied", 2, 3)),
-    ("drift enforced", 3, (3, 2, 2), 1, "Enforce", 3, 3, ("DriftCorrected", 1, 3)),
-    ("deleted alias recreated", 3, (3, 2, 2), None, "Enforce", 3, 3, ("DriftCorrected", None, 3)),
-    ("drift reported", 3, (3, 2, 2), 1, "Report", None, 1, ("Observed", 3, 1)),
-    ("drift already reported", 3, (1, 3, 2), 1, "Report", None, 1, None),
-    ("drift reported then moved back", 3, (1, 3, 2), 3, "Report", None, 3, ("Observed", 1, 3)),
-    ("spec change while drifted (Report)", 4, (1, 3, 1), 1, "Report", 4, 4, ("Applied", 1, 4)),
+    ("spec change moves alias", 3, (2, 1, 2), 2, "Enforce", 3, 3, ("Applied", 2, 3)),
+    ("back to previous is a rollback", 2, (3, 2, 3), 3, "Enforce", 2, 2, ("Rollback", 3, 2)),
+    ("in sync: nothing to do", 3, (3, 2, 3), 3, "Enforce", None, 3, None),
+    ("crash after write: record once", 3, (2, 1, 2), 3, "Enforce", None, 3, ("Applied", 2, 3)),
+    ("drift enforced", 3, (3, 2, 3), 1, "Enforce", 3, 3, ("DriftCorrected", 1, 3)),
+    ("deleted alias recreated", 3, (3, 2, 3), None, "Enforce", 3, 3, ("DriftCorrected", None, 3)),
+    ("drift reported", 3, (3, 2, 3), 1, "Report", None, 1, ("Observed", 3, 1)),
+    ("drift already reported", 3, (1, 3, 3), 1, "Report", None, 1, None),
+    ("drift reported then moved back", 3, (1, 3, 3), 3, "Report", None, 3, ("Observed", 1, 3)),
+    ("spec change while drifted (Report)", 4, (1, 3, 3), 1, "Report", 4, 4, ("Applied", 1, 4)),
+    # A change whose first pass failed (version not yet registered, policy, conflict, credentials,
+    # MLflow down) is still the user's change: applied and recorded as Applied, never as drift.
+    ("failed first pass, then applied (Report)", 4, (3, 2, 3), 3, "Report", 4, 4, ("Applied", 3, 4)),
+    ("failed first pass, then applied (Enforce)", 4, (3, 2, 3), 3, "Enforce", 4, 4, ("Applied", 3, 4)),
+    ("failed first pass back to previous", 2, (3, 2, 3), 3, "Report", 2, 2, ("Rollback", 3, 2)),
+    # A timed-out POST that MLflow carried out: the alias is already there; it is the user's move.
+    ("timed-out write MLflow applied (Report)", 4, (3, 2, 3), 4, "Report", None, 4, ("Applied", 3, 4)),
+    ("timed-out write MLflow applied (Enforce)", 4, (3, 2, 3), 4, "Enforce", None, 4, ("Applied", 3, 4)),
+    ("follow to pinned, first pass failed", 4, (5, 3, None), 5, "Report", 4, 4, ("Applied", 5, 4)),
 ]
 
 
@@ -95,12 +114,229 @@ def test_pinned_mode(
     resolved: int | None,
     move: tuple[str, Any, int] | None,
 ) -> None:
-    p = plan(spec(version, driftPolicy=drift), status(*st), current)
+    p = plan(spec(version, driftPolicy=drift), status(st[0], st[1], applied=st[2]), current)
     assert p.blocked is None
     assert p.write_version == write
     assert p.resolved_version == resolved
     assert moved(p) == move
     assert p.drifted == (drift == "Report" and write is None and current != version)
+
+
+def _synced(version: int, generation: int) -> PromptAliasStatus:
+    s = spec(version)
+    return settle(
+        PromptAliasStatus(),
+        settled_from_plan(plan(s, status(), version, generation=generation), s, digest=None, config_map=None),
+        spec=s,
+        generation=generation,
+        now=NOW,
+    )
+
+
+FAILURES = [
+    (Reason.VERSION_NOT_FOUND, True),  # GitOps merged before the version was registered
+    (Reason.POLICY_VIOLATION, True),
+    (Reason.CONFLICT, True),
+    (Reason.INVALID_REGISTRY, True),  # unauthorised
+    (Reason.REGISTRY_UNAVAILABLE, False),  # MLflow down
+]
+
+
+@pytest.mark.parametrize("drift", ["Report", "Enforce"])
+@pytest.mark.parametrize(("reason", "stalled"), FAILURES, ids=[str(f[0]) for f in FAILURES])
+def test_a_change_whose_first_pass_failed_is_not_drift(drift: str, reason: Reason, stalled: bool) -> None:
+    """observedGeneration is set by failed passes too; the change must still be the user's."""
+    s = spec(4, driftPolicy=drift)
+    failed = settle(
+        _synced(3, generation=1),
+        Outcome(
+            ready=False,
+            reason=reason,
+            message="no",
+            stalled=stalled,
+            reconciling=not stalled,
+            keep_resolution=True,
+        ),
+        spec=s,
+        generation=2,
+        now=NOW,
+    )
+    assert failed.observed_generation == 2
+    p = plan(s, failed, 3, generation=2, spec_actor="argocd-controller")
+    assert (p.write_version, p.drifted, moved(p)) == (4, False, ("Applied", 3, 4))
+    assert p.history is not None
+    assert p.history.actor == "argocd-controller"
+    # ... and once applied, a later move outside Git is drift again.
+    applied = settle(
+        failed, settled_from_plan(p, s, digest=None, config_map=None), spec=s, generation=2, now=NOW
+    )
+    assert applied.applied_version == 4
+    later = plan(s, applied, 1, generation=2)
+    assert later.drifted == (drift == "Report")
+    assert moved(later) == (("Observed", 4, 1) if drift == "Report" else ("DriftCorrected", 1, 4))
+
+
+@pytest.mark.parametrize("drift", ["Report", "Enforce"])
+def test_a_timed_out_write_that_mlflow_applied_is_the_users_move(drift: str) -> None:
+    s = spec(4, driftPolicy=drift)
+    failed = settle(
+        _synced(3, generation=1),
+        Outcome(ready=False, reason=Reason.REGISTRY_UNAVAILABLE, message="timeout", keep_resolution=True),
+        spec=s,
+        generation=2,
+        now=NOW,
+    )
+    p = plan(s, failed, 4, generation=2, spec_actor="kubectl-patch")
+    assert (p.write_version, p.drifted, moved(p)) == (None, False, ("Applied", 3, 4))
+
+
+def _legacy(reason: Reason, generation: int) -> PromptAliasStatus:
+    """A status written before appliedVersion existed."""
+    st = _synced(3, generation=generation).model_copy(update={"applied_version": None})
+    return settle(
+        st,
+        Outcome(ready=reason == Reason.SYNCED, reason=reason, message="m", keep_resolution=True),
+        spec=spec(3),
+        generation=generation,
+        now=NOW,
+    )
+
+
+def test_status_without_applied_version_falls_back_to_the_last_pass() -> None:
+    s = spec(3, driftPolicy="Report")
+    assert plan(s, _legacy(Reason.SYNCED, 2), 1, generation=2).drifted  # synced at this generation
+    assert plan(s, _legacy(Reason.DRIFT_DETECTED, 2), 1, generation=2).drifted
+    assert plan(s, _legacy(Reason.VERSION_NOT_FOUND, 2), 1, generation=2).write_version == 3
+    assert plan(s, _legacy(Reason.SYNCED, 1), 1, generation=2).write_version == 3  # a new generation
+
+
+def _pending(st: PromptAliasStatus, version: int, previous: int) -> PromptAliasStatus:
+    entry = HistoryEntry(
+        version=version, previous_version=previous, time=NOW, reason=HistoryReason.APPLIED, actor="kubectl"
+    )
+    return st.model_copy(update={"pending_move": entry})
+
+
+def test_a_move_written_before_a_crash_is_recovered_from_the_pending_move() -> None:
+    """Killed between the MLflow write (2 -> 6) and the status write; then spec went back to 2."""
+    st = _pending(_synced(2, generation=1), 6, 2)
+    p = plan(spec(2), st, 6, generation=3)
+    assert [(e.reason, e.previous_version, e.version, e.actor) for e in p.prior] == [
+        (HistoryReason.APPLIED, 2, 6, "kubectl")
+    ]
+    assert (p.write_version, moved(p)) == (2, ("Rollback", 6, 2))
+    after = settle(
+        st, settled_from_plan(p, spec(2), digest=None, config_map=None), spec=spec(2), generation=3, now=NOW
+    )
+    assert [(h.previous_version, h.version) for h in after.history] == [(None, 2), (2, 6), (6, 2)]
+    assert after.pending_move is None
+
+
+def test_a_pending_move_that_never_reached_mlflow_is_dropped() -> None:
+    st = _pending(_synced(2, generation=1), 6, 2)
+    p = plan(spec(6), st, 2, generation=2)
+    assert p.prior == ()
+    assert (p.write_version, moved(p)) == (6, ("Applied", 2, 6))
+
+
+def test_a_pending_move_mlflow_carried_out_is_recorded_once() -> None:
+    st = _pending(_synced(2, generation=1), 6, 2)
+    p = plan(spec(6), st, 6, generation=2)
+    assert (p.write_version, p.history, len(p.prior)) == (None, None, 1)
+    after = settle(
+        st, settled_from_plan(p, spec(6), digest=None, config_map=None), spec=spec(6), generation=2, now=NOW
+    )
+    assert [(h.previous_version, h.version) for h in after.history] == [(None, 2), (2, 6)]
+    again = plan(spec(6), after, 6, generation=2)
+    assert (again.prior, again.history) == ((), None)
+
+
+def test_intend_records_prior_moves_and_the_pending_one() -> None:
+    s = spec(3)
+    st = _synced(3, generation=1)
+    p = plan(s, st, 1, generation=1)  # moved outside Git to 1: Observed 3 -> 1, then DriftCorrected 1 -> 3
+    assert [(e.reason, e.previous_version, e.version) for e in p.prior] == [(HistoryReason.OBSERVED, 3, 1)]
+    before = intend(st, p, spec=s)
+    assert before.pending_move == p.history
+    assert before.resolved_version == 1
+    assert [(h.previous_version, h.version) for h in before.history] == [(None, 3), (3, 1)]
+    # crashed before the write landed: the next pass records no second Observed entry
+    retry = plan(s, before, 1, generation=1)
+    assert (retry.prior, moved(retry)) == ((), ("DriftCorrected", 1, 3))
+
+
+def _chain_ok(history: list[HistoryEntry]) -> bool:
+    return all(b.previous_version == a.version for a, b in itertools.pairwise(history))
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("drift", ["Report", "Enforce"])
+def test_fault_storm_keeps_one_chain_and_every_version_mlflow_held(seed: int, drift: str) -> None:
+    """A simulated storm: spec changes, moves outside Git, crashes at every step of a pass."""
+    import random
+
+    rng = random.Random(seed)
+    mlflow: int | None = None
+    held: list[int] = []
+    st = PromptAliasStatus()
+    version, generation = 1, 1
+
+    def set_alias(v: int) -> None:
+        nonlocal mlflow
+        mlflow = v
+        if not held or held[-1] != v:
+            held.append(v)
+
+    def clean_pass() -> None:
+        nonlocal st
+        s = spec(version, driftPolicy=drift, historyLimit=100)
+        p = plan(s, st, mlflow, generation=generation)
+        if p.writes:
+            st = intend(st, p, spec=s)
+            p = replace(p, prior=())
+            assert p.write_version is not None
+            set_alias(p.write_version)
+        st = settle(
+            st, settled_from_plan(p, s, digest=None, config_map=None), spec=s, generation=generation, now=NOW
+        )
+
+    clean_pass()  # the resource exists and has recorded its first move before the storm
+    for _ in range(60):
+        event = rng.random()
+        if event < 0.35:
+            version, generation = rng.randint(1, 6), generation + 1
+        crash = rng.choice(["none", "none", "before-intent", "after-intent", "after-write"])
+        if 0.35 <= event < 0.45 and st.pending_move is None:
+            # Someone moves it in MLflow; a pass sees it before the next such move. (A move undone
+            # between two reads of MLflow is invisible to any poller; so is a write of a crashed
+            # operator that someone overwrote before it restarted.)
+            set_alias(rng.randint(1, 6))
+            crash = "none"
+        s = spec(version, driftPolicy=drift, historyLimit=100)
+        p = plan(s, st, mlflow, generation=generation)
+        if crash == "before-intent":
+            continue
+        if p.writes:
+            st = intend(st, p, spec=s)
+            p = replace(p, prior=())
+            if crash == "after-intent":
+                continue
+            assert p.write_version is not None
+            set_alias(p.write_version)
+            if crash == "after-write":
+                continue
+        st = settle(
+            st, settled_from_plan(p, s, digest=None, config_map=None), spec=s, generation=generation, now=NOW
+        )
+    for _ in range(3):  # quiet: converge
+        clean_pass()
+    assert _chain_ok(st.history), [(h.previous_version, h.version) for h in st.history]
+    recorded = [h.version for h in st.history]
+    assert [v for i, v in enumerate(recorded) if i == 0 or recorded[i - 1] != v] == recorded  # no repeats
+    assert recorded == held  # every version the alias held in MLflow, in order
+    assert st.resolved_version == mlflow
+    if drift == "Enforce":
+        assert mlflow == version
 
 
 def test_alias_owned_elsewhere_is_blocked_and_never_written() -> None:
@@ -169,25 +405,6 @@ def test_policy_violation_names_missing_and_wrong_tags() -> None:
     assert "approved='true' (found 'no')" in message
     assert "team='billing' (missing)" in message
     assert "version 3" in message
-
-
-def test_actor_is_the_last_manager_of_spec_version() -> None:
-    fields = [
-        {
-            "manager": "kubectl-client-side-apply",
-            "time": "2026-11-25T10:00:00Z",
-            "fieldsV1": {"f:spec": {"f:version": {}, "f:prompt": {}}},
-        },
-        {"manager": "promptalias-operator", "time": "2026-11-25T11:00:00Z", "fieldsV1": {"f:status": {}}},
-        {
-            "manager": "argocd-controller",
-            "time": "2026-11-25T12:00:00Z",
-            "fieldsV1": {"f:spec": {"f:version": {}}},
-        },
-    ]
-    assert actor_from_managed_fields(fields) == "argocd-controller"
-    assert actor_from_managed_fields(fields[1:2]) is None
-    assert actor_from_managed_fields(None) is None
 
 
 def _entry(version: int) -> HistoryEntry:

@@ -98,7 +98,7 @@ def test_etag_long_poll_and_lookup(tmp_path: Path) -> None:
         status, woke, body = await poll
         assert status == 200
         assert json.loads(body)["version"] == 2
-        assert woke - written < 0.5
+        assert woke >= written  # woken by the change (a timeout would answer 304, not 200)
         assert version_on_disk(out, "p.prod.json") == 2  # on disk before the answer
 
         started = time.monotonic()
@@ -217,6 +217,6 @@ def test_stop_answers_waiting_long_polls(tmp_path: Path) -> None:
         started = time.monotonic()
         await sidecar.stop()
         assert await waiter == 304
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 30  # released by the stop, not by its 60 s wait
 
     run(tmp_path, scenario)

@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -212,7 +212,8 @@ def test_a_rotated_secret_is_read_again_before_refusing() -> None:
     async def check(receiver: Receiver, post: Post) -> None:
         assert (await post("billing/mlflow", *delivery()))[0] == 200
         world.kube.secret = "rotated"
-        receiver.secrets[KEY].fetched -= 10  # the cached copy is a few seconds old
+        cached = receiver.secrets[KEY]  # the cached copy is a few seconds old
+        receiver.secrets[KEY] = replace(cached, fetched=cached.fetched - 10)
         assert (await post("billing/mlflow", *delivery(secret="rotated")))[0] == 200
         assert world.kube.reads == 2
         # A wrong signature right after a re-read is refused without reading again.
@@ -220,7 +221,7 @@ def test_a_rotated_secret_is_read_again_before_refusing() -> None:
         assert world.kube.reads == 2
         # MLflow may still sign with the old secret until its webhook is updated: accepted for a while.
         assert (await post("billing/mlflow", *delivery()))[0] == 200
-        receiver.secrets[KEY].previous_until = 0
+        receiver.secrets[KEY] = replace(receiver.secrets[KEY], previous_until=0)
         assert (await post("billing/mlflow", *delivery()))[0] == 401
 
     serve(world, check)
@@ -238,3 +239,142 @@ def test_a_rotated_secret_is_read_again_before_refusing() -> None:
 )
 def test_webhook_urls(key: RegistryKey, expected: str) -> None:
     assert webhook_url("https://hooks.example/mlflow/webhook/", key) == expected
+
+
+# ---- hardening: the port faces the network ---------------------------------------------------------
+
+
+def guarded(world: StubWorld, check: Callable[[Receiver, int], Awaitable[None]]) -> None:
+    """The receiver as the operator serves it (connection guard included), on a free port."""
+
+    async def main() -> None:
+        receiver = Receiver(world, object())  # type: ignore[arg-type]
+        port = await receiver.serve("127.0.0.1", 0)
+        try:
+            await check(receiver, port)
+        finally:
+            await receiver.close()
+
+    asyncio.run(main())
+
+
+def raw_request(path: str, headers: dict[str, bytes], body: bytes) -> bytes:
+    lines = [f"POST {PATH_PREFIX}/{path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    lines += [name.encode() + b": " + value for name, value in headers.items()]
+    lines.append(f"Content-Length: {len(body)}".encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def status_of(reader: asyncio.StreamReader) -> int:
+    line = await reader.readline()
+    return int(line.split()[1])
+
+
+def test_the_whole_body_is_read_even_when_it_arrives_in_pieces() -> None:
+    world = world_with(ENABLED)
+
+    async def check(receiver: Receiver, port: int) -> None:
+        headers, body = delivery()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw_request("billing/mlflow", {k: v.encode() for k, v in headers.items()}, body))
+        writer.write(body[:10])
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the rest arrives later, as over a slow network
+        writer.write(body[10:])
+        await writer.drain()
+        assert await status_of(reader) == 200
+        writer.close()
+        assert receiver.accepted == 1
+
+    guarded(world, check)
+
+
+def test_a_header_that_is_not_utf8_is_a_400_not_a_500() -> None:
+    world = world_with(ENABLED)
+
+    async def check(receiver: Receiver, port: int) -> None:
+        headers, body = delivery()
+        raw = {k: v.encode() for k, v in headers.items()}
+        raw[SIGNATURE_HEADER] = b"v1,\xff\xfe\xfa"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw_request("billing/mlflow", raw, body) + body)
+        await writer.drain()
+        assert await status_of(reader) == 400
+        writer.close()
+
+    guarded(world, check)
+
+
+def test_slow_headers_and_slow_bodies_are_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptalias.handlers import webhook_receiver
+
+    monkeypatch.setattr(webhook_receiver, "HEADER_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(webhook_receiver, "BODY_TIMEOUT_S", 0.3)
+    world = world_with(ENABLED)
+
+    async def check(receiver: Receiver, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /mlflow/webhook/billing/mlflow HTTP/1.1\r\nHost: x\r\n")  # never finished
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the receiver
+        writer.close()
+        assert receiver.rejected["SlowHeaders"] == 1
+
+        headers, body = delivery()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            raw_request("billing/mlflow", {k: v.encode() for k, v in headers.items()}, body) + body[:5]
+        )
+        await writer.drain()
+        assert await asyncio.wait_for(status_of(reader), 10) == 408
+        writer.close()
+
+    guarded(world, check)
+
+
+def test_open_connections_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptalias.handlers import webhook_receiver
+
+    monkeypatch.setattr(webhook_receiver, "MAX_CONNECTIONS", 2)
+    world = world_with(ENABLED)
+
+    async def check(receiver: Receiver, port: int) -> None:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # the third is closed at once
+        assert receiver.refused_connections == 1
+        for _, w in held:
+            w.close()
+            await w.wait_closed()
+        writer.close()
+
+        async def counted() -> None:
+            while receiver.connections:  # noqa: ASYNC110 -- a counter, no event to wait on
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(counted(), 10)
+        headers, body = delivery()  # room again
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw_request("billing/mlflow", {k: v.encode() for k, v in headers.items()}, body) + body)
+        await writer.drain()
+        assert await status_of(reader) == 200
+        writer.close()
+
+    guarded(world, check)
+
+
+def test_a_burst_of_bad_signatures_reads_the_secret_once() -> None:
+    world = world_with(ENABLED)
+
+    async def check(receiver: Receiver, post: Post) -> None:
+        assert (await post("billing/mlflow", *delivery()))[0] == 200
+        assert world.kube.reads == 1
+        cached = receiver.secrets[KEY]
+        receiver.secrets[KEY] = replace(cached, fetched=cached.fetched - 10)  # old enough to re-read
+        results = await asyncio.gather(
+            *(post("billing/mlflow", *delivery(secret="forged")) for _ in range(20))
+        )
+        assert {status for status, _ in results} == {401}
+        assert world.kube.reads == 2
+
+    serve(world, check)

@@ -121,10 +121,12 @@ Roles so the two modes can never drift apart. Secrets are listed separately (see
 - apiGroups: ["promptalias.io"]
   resources: ["promptaliases/finalizers", "promptregistries/finalizers", "promptexperiments/finalizers"]
   verbs: ["update"]
-# Projection ConfigMaps: applied with server-side apply, owned by their PromptAlias.
+# Projection ConfigMaps: server-side apply (patch; create when missing), a read before applying,
+# and a watch (label-selected) that restores deleted or edited ones. Never update or delete: the
+# garbage collector removes them through their ownerReference.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -205,6 +205,12 @@ class PromptAliasStatus(StatusBase):
         list[HistoryEntry], Field(max_length=HISTORY_LIMIT_MAX, json_schema_extra=atomic_list())
     ] = Field(default_factory=list)
     """The newest moves of the alias, oldest first, at most spec.historyLimit entries."""
+    applied_version: PromptVersion | None = None
+    """Pinned mode: the spec.version the operator last carried out (MLflow matched it). A spec.version
+    different from it is the user's pending change, never drift, however many passes failed."""
+    pending_move: HistoryEntry | None = None
+    """The move being written to MLflow, recorded before the write: a pass that restarts after a
+    crash (or a timed-out write MLflow carried out) finds the alias there and records this entry."""
 
 
 class PromptAlias(Resource):

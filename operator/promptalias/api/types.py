@@ -5,7 +5,8 @@ MLflow rules mirrored here (mlflow 3.17, see `mlflow/utils/validation.py`,
 
 - Prompt names: `validate_prompt_name` allows `^[a-zA-Z0-9_.-]+$`; `_validate_model_name` (run by
   `set_prompt_alias`) also refuses names that resolve to another path ("." and anything starting
-  with ".."); the registered-model name column holds 256 characters.
+  with ".."); the registered-model name column holds 256 characters. promptalias also refuses any
+  leading '.': the projection file `<prompt>.<alias>.json` would be hidden, and the sidecar skips it.
 - Aliases: `_validate_model_alias_name` allows `^[\\w\\-]*$`, non-empty, at most 255 characters;
   `_validate_model_alias_name_reserved` refuses "latest" (any case) and `^[vV]\\d+$` (v1, V12).
   promptalias is stricter in two ways, both documented in the messages: only ASCII letters (Python's
@@ -26,9 +27,10 @@ from pydantic import Field
 from promptalias.api.base import KubeModel, atomic_list
 from promptalias.api.cel import Rule, Validations, regex_check
 
-GROUP: Final = "promptalias.io"
-VERSION: Final = "v1alpha1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
+# Re-exported (the `as` form is mypy's explicit re-export): the models and kopf handlers take them from here.
+from promptalias.vocabulary import API_VERSION as API_VERSION  # noqa: PLC0414
+from promptalias.vocabulary import GROUP as GROUP  # noqa: PLC0414
+from promptalias.vocabulary import VERSION as VERSION  # noqa: PLC0414
 
 # --- MLflow names -----------------------------------------------------------------------------------
 
@@ -53,11 +55,12 @@ PromptName = Annotated[
     Field(min_length=1, max_length=PROMPT_NAME_MAX_LENGTH, pattern=PROMPT_NAME_PATTERN),
     Validations(
         Rule(
-            rule="self != '.' && !self.startsWith('..')",
+            rule="!self.startsWith('.')",
             message=(
-                "prompt names must not be '.' or start with '..': MLflow refuses names that resolve to a path"
+                "prompt names must not start with '.': MLflow refuses '.' and '..' (they resolve to a path), "
+                "and the sidecar, like kubelet, skips projection files whose names start with '.'"
             ),
-            check=lambda value: value != "." and not value.startswith(".."),
+            check=lambda value: not value.startswith("."),
         )
     ),
 ]

@@ -13,38 +13,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from promptalias.cli.plugin_cmds import (
-    EXIT_GITOPS,
-    EXIT_OK,
-    EXIT_PENDING,
-    FIELD_MANAGER,
-    GROUP,
-    VERSION,
-    CliError,
-    _Cluster,
-    _cluster_options,
-    _dig,
-    _entry,
-    _output,
-    _wait_options,
-    age,
-    detect_gitops,
-    find_condition,
-    git_change,
-    parse_time,
-    render_table,
-)
+from promptalias.cli.cluster import Cluster
+from promptalias.cli.errors import EXIT_GITOPS, EXIT_OK, CliError
+from promptalias.cli.formatting import age, dig, find_condition, git_change, output, render_table
+from promptalias.cli.options import cluster_options, namespace_of, wait_options, with_cluster
+from promptalias.cli.waiting import wait_until
+from promptalias.reconcile.gitops import detect_gitops
+from promptalias.reconcile.timestamps import format_timestamp, parse_timestamp
+from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION, RESUME_ANNOTATION
 
-PLURAL: Final = "promptexperiments"
-# The annotations handlers/experiments.py consumes (strings repeated: the CLI must not import kopf).
-PROMOTE: Final = "promptalias.io/promote"
-ABORT: Final = "promptalias.io/abort"
-RESUME: Final = "promptalias.io/resume"
 HISTORY_HEADERS: Final = ("TIME", "REASON", "PHASE", "WEIGHT", "STEP", "ACTOR", "MESSAGE")
 LIST_HEADERS: Final = ("NAME", "BASELINE", "CANDIDATE", "PHASE", "WEIGHT", "STEP", "READY", "AGE")
 _STALLED: Final = frozenset(
@@ -67,8 +48,8 @@ def _text(value: Any) -> str:
 
 
 def step_text(obj: Mapping[str, Any]) -> str:
-    step = _dig(obj, "status", "currentStep")
-    steps = _dig(obj, "spec", "steps") or []
+    step = dig(obj, "status", "currentStep")
+    steps = dig(obj, "spec", "steps") or []
     if step is None or not steps:
         return "-"
     return f"{int(step) + 1}/{len(steps)}"
@@ -76,19 +57,19 @@ def step_text(obj: Mapping[str, Any]) -> str:
 
 def next_step_in(obj: Mapping[str, Any], now: datetime) -> float | None:
     """Seconds until the operator takes the next step, or None (no timer running)."""
-    if _dig(obj, "status", "phase") != "Progressing":
+    if dig(obj, "status", "phase") != "Progressing":
         return None
-    step = _dig(obj, "status", "currentStep")
-    steps = _dig(obj, "spec", "steps") or []
+    step = dig(obj, "status", "currentStep")
+    steps = dig(obj, "spec", "steps") or []
     if step is None or step >= len(steps) or not steps[step].get("pause"):
         return None
     from promptalias.api.duration import parse_duration
 
     started: datetime | None = None
-    for entry in reversed(_dig(obj, "status", "history") or []):
+    for entry in reversed(dig(obj, "status", "history") or []):
         reason = entry.get("reason")
         if (reason in ("Started", "StepAdvanced") and entry.get("step") == step) or reason == "Resumed":
-            started = parse_time(entry.get("time"))
+            started = parse_timestamp(entry.get("time"))
             break
     if started is None:
         return None
@@ -98,16 +79,16 @@ def next_step_in(obj: Mapping[str, Any], now: datetime) -> float | None:
 
 def experiment_row(obj: Mapping[str, Any], now: datetime) -> list[str]:
     ready = find_condition(obj, "Ready")
-    weight = _dig(obj, "status", "currentWeight")
+    weight = dig(obj, "status", "currentWeight")
     return [
-        _text(_dig(obj, "metadata", "name")),
-        _text(_dig(obj, "spec", "baseline", "name")),
-        f"{_dig(obj, 'spec', 'candidate', 'alias')} -> v{_dig(obj, 'spec', 'candidate', 'version')}",
-        _text(_dig(obj, "status", "phase")),
+        _text(dig(obj, "metadata", "name")),
+        _text(dig(obj, "spec", "baseline", "name")),
+        f"{dig(obj, 'spec', 'candidate', 'alias')} -> v{dig(obj, 'spec', 'candidate', 'version')}",
+        _text(dig(obj, "status", "phase")),
         f"{weight}%" if weight is not None else "<none>",
         step_text(obj),
         _text(ready.get("status") if ready else None),
-        age(_dig(obj, "metadata", "creationTimestamp"), now),
+        age(dig(obj, "metadata", "creationTimestamp"), now),
     ]
 
 
@@ -129,35 +110,39 @@ def history_rows(history: Sequence[Mapping[str, Any]]) -> str:
 
 def describe(obj: Mapping[str, Any], baseline: Mapping[str, Any] | None, now: datetime) -> str:
     """The `status` report of one experiment."""
-    name = f"{_dig(obj, 'metadata', 'namespace')}/{_dig(obj, 'metadata', 'name')}"
-    base_name = _dig(obj, "spec", "baseline", "name")
+    name = f"{dig(obj, 'metadata', 'namespace')}/{dig(obj, 'metadata', 'name')}"
+    base_name = dig(obj, "spec", "baseline", "name")
     if baseline is not None:
-        desired = _dig(baseline, "spec", "version")
-        resolved = _dig(baseline, "status", "resolvedVersion")
+        desired = dig(baseline, "spec", "version")
+        resolved = dig(baseline, "status", "resolvedVersion")
         base = (
-            f"{base_name} ({_dig(baseline, 'spec', 'prompt')}@{_dig(baseline, 'spec', 'alias')}: "
+            f"{base_name} ({dig(baseline, 'spec', 'prompt')}@{dig(baseline, 'spec', 'alias')}: "
             f"version {_text(resolved)}{'' if desired is not None else ', follows MLflow'})"
         )
     else:
         base = f"{base_name} (not found)"
-    weight = _dig(obj, "status", "currentWeight")
+    weight = dig(obj, "status", "currentWeight")
     lines = [
         f"PromptExperiment {name}",
         f"  Baseline:    {base}",
-        f"  Candidate:   {_dig(obj, 'spec', 'candidate', 'alias')} -> version "
-        f"{_dig(obj, 'spec', 'candidate', 'version')}",
-        f"  Routing key: {_dig(obj, 'spec', 'routingKey') or 'user'}",
-        f"  Phase:       {_text(_dig(obj, 'status', 'phase'))}"
-        + (" (spec.suspend)" if _dig(obj, "spec", "suspend") else ""),
+        f"  Candidate:   {dig(obj, 'spec', 'candidate', 'alias')} -> version "
+        f"{dig(obj, 'spec', 'candidate', 'version')}",
+        f"  Routing key: {dig(obj, 'spec', 'routingKey') or 'user'}",
+        f"  Phase:       {_text(dig(obj, 'status', 'phase'))}"
+        + (" (spec.suspend)" if dig(obj, "spec", "suspend") else ""),
         f"  Weight:      {f'{weight}%' if weight is not None else '<none>'} of traffic to the candidate "
-        f"(final {_dig(obj, 'spec', 'weight')}%, step {step_text(obj)})",
+        f"(final {dig(obj, 'spec', 'weight')}%, step {step_text(obj)})",
     ]
     due = next_step_in(obj, now)
     if due is not None:
         lines.append(f"  Next step:   in {due:.0f}s")
-    elif _dig(obj, "status", "phase") == "Paused" and not _dig(obj, "spec", "suspend"):
+    elif dig(obj, "status", "phase") == "Paused" and not dig(obj, "spec", "suspend"):
         lines.append("  Next step:   waiting for `promptalias experiment resume`")
-    pending = [key for key in (PROMOTE, ABORT, RESUME) if key in (_dig(obj, "metadata", "annotations") or {})]
+    pending = [
+        key
+        for key in (PROMOTE_ANNOTATION, ABORT_ANNOTATION, RESUME_ANNOTATION)
+        if key in (dig(obj, "metadata", "annotations") or {})
+    ]
     if pending:
         lines.append(f"  Requests:    {', '.join(pending)} (not yet handled)")
     for kind in ("Ready", "Reconciling", "Stalled"):
@@ -166,7 +151,7 @@ def describe(obj: Mapping[str, Any], baseline: Mapping[str, Any] | None, now: da
             lines.append(
                 f"  {kind + ':':<12} {cond.get('status')} {cond.get('reason')}: {cond.get('message')}"
             )
-    history = _dig(obj, "status", "history") or []
+    history = dig(obj, "status", "history") or []
     text = "\n".join(lines) + "\n"
     if history:
         text += "\nHistory:\n" + history_rows(history)
@@ -176,99 +161,65 @@ def describe(obj: Mapping[str, Any], baseline: Mapping[str, Any] | None, now: da
 # ---- commands ------------------------------------------------------------------------------------
 
 
-def _get(cluster: _Cluster, namespace: str, name: str) -> dict[str, Any]:
-    got: dict[str, Any] = cluster._call(
-        f"PromptExperiment {name!r} in namespace {namespace!r}",
-        cluster.custom.get_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        name,
-    )
-    return got
+def _get(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.get_experiment(namespace, name)
 
 
-def _annotate(cluster: _Cluster, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
-    cluster._call(
-        f"annotate PromptExperiment {name!r} in namespace {namespace!r}",
-        cluster.custom.patch_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        name,
-        {"metadata": {"annotations": dict(annotations)}},
-        field_manager=FIELD_MANAGER,
-        _content_type="application/merge-patch+json",
-    )
+def _annotate(cluster: Cluster, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    cluster.patch_experiment(namespace, name, {"metadata": {"annotations": dict(annotations)}})
 
 
-def _baseline(cluster: _Cluster, namespace: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    name = _dig(obj, "spec", "baseline", "name")
+def _baseline(cluster: Cluster, namespace: str, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    name = dig(obj, "spec", "baseline", "name")
     try:
         return cluster.get_alias(namespace, str(name))
     except CliError:
         return None
 
 
-def _namespace(args: argparse.Namespace, cluster: _Cluster) -> str:
-    return str(args.namespace or cluster.default_namespace)
-
-
 def _stamp() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return format_timestamp(datetime.now(UTC))
 
 
 def _wait_for(
-    cluster: _Cluster,
+    cluster: Cluster,
     namespace: str,
     name: str,
     done: Callable[[Mapping[str, Any]], bool],
     timeout_s: float,
     since: datetime,
 ) -> Mapping[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        obj = _get(cluster, namespace, name)
-        if done(obj):
-            return obj
+    def refused(obj: Mapping[str, Any]) -> str | None:
         stalled = find_condition(obj, "Stalled")
-        if stalled is not None and stalled.get("status") == "True" and stalled.get("reason") in _STALLED:
-            changed = parse_time(stalled.get("lastTransitionTime"))
-            if changed is not None and changed >= since.replace(microsecond=0):
-                raise CliError(
-                    f"the operator refused: {stalled.get('reason')}: {stalled.get('message')}",
-                    "fix the cause and try again",
-                    code=EXIT_PENDING,
-                )
-        if time.monotonic() >= deadline:
-            ready = find_condition(obj, "Ready") or {}
-            raise CliError(
-                f"the operator did not finish within {timeout_s:g}s (phase {_dig(obj, 'status', 'phase')}, "
-                f"{ready.get('reason')}: {ready.get('message')})",
-                "check that the operator runs (`kubectl get pods`) and look at "
-                f"`promptalias experiment status {name}`",
-                code=EXIT_PENDING,
-            )
-        time.sleep(0.2)
+        if stalled is None or stalled.get("status") != "True" or stalled.get("reason") not in _STALLED:
+            return None
+        changed = parse_timestamp(stalled.get("lastTransitionTime"))
+        if changed is None or changed < since.replace(microsecond=0):
+            return None  # an old refusal, not an answer to this request
+        return f"the operator refused: {stalled.get('reason')}: {stalled.get('message')}"
+
+    def waiting_on(obj: Mapping[str, Any]) -> str:
+        ready = find_condition(obj, "Ready") or {}
+        return f"phase {dig(obj, 'status', 'phase')}, {ready.get('reason')}: {ready.get('message')}"
+
+    return wait_until(
+        lambda: _get(cluster, namespace, name),
+        done,
+        timeout_s,
+        refused=refused,
+        waiting_on=waiting_on,
+        remedy="check that the operator runs (`kubectl get pods`) and look at "
+        f"`promptalias experiment status {name}`",
+    )
 
 
-def cmd_status(args: argparse.Namespace, cluster: _Cluster) -> int:
-    namespace = _namespace(args, cluster)
+def cmd_status(args: argparse.Namespace, cluster: Cluster) -> int:
+    namespace = namespace_of(args, cluster)
     now = datetime.now(UTC)
     if not args.name:
-        got = cluster._call(
-            f"list PromptExperiments in namespace {namespace!r}",
-            cluster.custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-        )
-        items = got.get("items", [])
+        items = cluster.list_experiments(namespace)
         if args.output != "table":
-            _output({"apiVersion": "v1", "kind": "List", "items": items}, args.output)
+            output({"apiVersion": "v1", "kind": "List", "items": items}, args.output)
         elif not items:
             print(f"No PromptExperiments found in {namespace} namespace.", file=sys.stderr)
         else:
@@ -276,17 +227,17 @@ def cmd_status(args: argparse.Namespace, cluster: _Cluster) -> int:
         return EXIT_OK
     obj = _get(cluster, namespace, args.name)
     if args.output != "table":
-        _output(obj, args.output)
+        output(obj, args.output)
         return EXIT_OK
     print(describe(obj, _baseline(cluster, namespace, obj), now), end="")
     return EXIT_OK
 
 
-def cmd_promote(args: argparse.Namespace, cluster: _Cluster) -> int:
-    namespace = _namespace(args, cluster)
+def cmd_promote(args: argparse.Namespace, cluster: Cluster) -> int:
+    namespace = namespace_of(args, cluster)
     obj = _get(cluster, namespace, args.name)
-    phase = _dig(obj, "status", "phase")
-    version = int(_dig(obj, "spec", "candidate", "version"))
+    phase = dig(obj, "status", "phase")
+    version = int(dig(obj, "spec", "candidate", "version"))
     if phase == "Promoted":
         print(f"PromptExperiment {namespace}/{args.name} is already promoted (version {version}).")
         return EXIT_OK
@@ -298,12 +249,12 @@ def cmd_promote(args: argparse.Namespace, cluster: _Cluster) -> int:
     baseline = _baseline(cluster, namespace, obj)
     if baseline is None:
         raise CliError(
-            f"the baseline PromptAlias {_dig(obj, 'spec', 'baseline', 'name')!r} of {args.name} "
+            f"the baseline PromptAlias {dig(obj, 'spec', 'baseline', 'name')!r} of {args.name} "
             "does not exist",
             "create it or fix spec.baseline.name",
         )
     since = datetime.now(UTC)
-    _annotate(cluster, namespace, args.name, {PROMOTE: _stamp()})
+    _annotate(cluster, namespace, args.name, {PROMOTE_ANNOTATION: _stamp()})
     owner = detect_gitops(baseline.get("metadata") or {})
     if owner is not None:
         print(git_change(baseline, version, owner), end="")
@@ -316,66 +267,66 @@ def cmd_promote(args: argparse.Namespace, cluster: _Cluster) -> int:
         print(f"promotion of version {version} requested for PromptExperiment {namespace}/{args.name}")
         return EXIT_OK
     _wait_for(
-        cluster, namespace, args.name, lambda o: _dig(o, "status", "phase") == "Promoted", args.timeout, since
+        cluster, namespace, args.name, lambda o: dig(o, "status", "phase") == "Promoted", args.timeout, since
     )
-    alias, pa = _dig(baseline, "spec", "alias"), _dig(baseline, "metadata", "name")
+    alias, pa = dig(baseline, "spec", "alias"), dig(baseline, "metadata", "name")
     print(f"promoted: {alias} of PromptAlias {pa} now points at version {version}")
     return EXIT_OK
 
 
-def cmd_abort(args: argparse.Namespace, cluster: _Cluster) -> int:
-    namespace = _namespace(args, cluster)
+def cmd_abort(args: argparse.Namespace, cluster: Cluster) -> int:
+    namespace = namespace_of(args, cluster)
     obj = _get(cluster, namespace, args.name)
-    phase = _dig(obj, "status", "phase")
+    phase = dig(obj, "status", "phase")
     if phase in ("Aborted", "Promoted"):
         print(f"PromptExperiment {namespace}/{args.name} is already {phase.lower()}.")
         return EXIT_OK
     since = datetime.now(UTC)
-    _annotate(cluster, namespace, args.name, {ABORT: _stamp()})
+    _annotate(cluster, namespace, args.name, {ABORT_ANNOTATION: _stamp()})
     if args.no_wait:
         print(f"abort requested for PromptExperiment {namespace}/{args.name}")
         return EXIT_OK
     _wait_for(
-        cluster, namespace, args.name, lambda o: _dig(o, "status", "phase") == "Aborted", args.timeout, since
+        cluster, namespace, args.name, lambda o: dig(o, "status", "phase") == "Aborted", args.timeout, since
     )
     print(f"aborted: the candidate of {namespace}/{args.name} receives no traffic")
     return EXIT_OK
 
 
-def cmd_resume(args: argparse.Namespace, cluster: _Cluster) -> int:
-    namespace = _namespace(args, cluster)
+def cmd_resume(args: argparse.Namespace, cluster: Cluster) -> int:
+    namespace = namespace_of(args, cluster)
     obj = _get(cluster, namespace, args.name)
-    if _dig(obj, "spec", "suspend"):
+    if dig(obj, "spec", "suspend"):
         raise CliError(
             f"PromptExperiment {namespace}/{args.name} has spec.suspend: true",
             "set spec.suspend: false (in Git, if it is kept there) to resume it",
         )
-    if _dig(obj, "status", "phase") != "Paused":
-        print(f"PromptExperiment {namespace}/{args.name} is not paused ({_dig(obj, 'status', 'phase')}).")
+    if dig(obj, "status", "phase") != "Paused":
+        print(f"PromptExperiment {namespace}/{args.name} is not paused ({dig(obj, 'status', 'phase')}).")
         return EXIT_OK
-    step = _dig(obj, "status", "currentStep")
+    step = dig(obj, "status", "currentStep")
     since = datetime.now(UTC)
     # The step index makes the request idempotent: a repeat never skips a second step.
-    _annotate(cluster, namespace, args.name, {RESUME: str(step if step is not None else "")})
+    _annotate(cluster, namespace, args.name, {RESUME_ANNOTATION: str(step if step is not None else "")})
     if args.no_wait:
         print(f"resume requested for PromptExperiment {namespace}/{args.name}")
         return EXIT_OK
 
     def moved(o: Mapping[str, Any]) -> bool:
-        return bool(_dig(o, "status", "currentStep") != step or _dig(o, "status", "phase") != "Paused")
+        return bool(dig(o, "status", "currentStep") != step or dig(o, "status", "phase") != "Paused")
 
     after = _wait_for(cluster, namespace, args.name, moved, args.timeout, since)
     print(
-        f"resumed: phase {_dig(after, 'status', 'phase')}, candidate weight "
-        f"{_dig(after, 'status', 'currentWeight')}% (step {step_text(after)})"
+        f"resumed: phase {dig(after, 'status', 'phase')}, candidate weight "
+        f"{dig(after, 'status', 'currentWeight')}% (step {step_text(after)})"
     )
     return EXIT_OK
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `experiment status|promote|abort|resume`."""
-    common = _cluster_options()
-    waiting = _wait_options()
+    common = cluster_options()
+    waiting = wait_options()
     parser = subparsers.add_parser(
         "experiment",
         help="show, promote, abort or resume a PromptExperiment (A/B split)",
@@ -386,21 +337,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status = actions.add_parser("status", parents=[common], help="phase, weight, conditions and history")
     status.add_argument("name", nargs="?", help="one experiment (default: list the namespace's)")
     status.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
-    status.set_defaults(func=_entry(cmd_status))
+    status.set_defaults(func=with_cluster(cmd_status))
     promote = actions.add_parser(
         "promote",
         parents=[common, waiting],
         help="move the baseline alias to the candidate version (through the baseline's spec)",
     )
     promote.add_argument("name")
-    promote.set_defaults(func=_entry(cmd_promote))
+    promote.set_defaults(func=with_cluster(cmd_promote))
     abort = actions.add_parser(
         "abort", parents=[common, waiting], help="set the candidate weight to 0, for good"
     )
     abort.add_argument("name")
-    abort.set_defaults(func=_entry(cmd_abort))
+    abort.set_defaults(func=with_cluster(cmd_abort))
     resume = actions.add_parser(
         "resume", parents=[common, waiting], help="leave a step that has no pause duration"
     )
     resume.add_argument("name")
-    resume.set_defaults(func=_entry(cmd_resume))
+    resume.set_defaults(func=with_cluster(cmd_resume))

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add(
         "--health-listen",
         metavar="HOST:PORT",
-        help="serve /healthz (liveness) on HOST:PORT, e.g. 0.0.0.0:8080",
+        help="serve /healthz (liveness) on HOST:PORT, e.g. 127.0.0.1:8080 (the pod IP or 0.0.0.0 in a pod)",
     )
     add("--metrics-listen", metavar="HOST:PORT", help="serve Prometheus /metrics on HOST:PORT")
     add("--webhook-listen", metavar="HOST:PORT", help="serve the sidecar-injection admission webhook (HTTPS)")
@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add(
         "--mlflow-webhook-listen",
         metavar="HOST:PORT",
-        help="receive MLflow prompt-alias webhooks on HOST:PORT",
+        help="receive MLflow prompt-alias webhooks on HOST:PORT, e.g. 127.0.0.1:8719 "
+        "(plain HTTP: put TLS in front)",
     )
     add("--mlflow-webhook-url", metavar="URL", help="the URL MLflow calls to reach --mlflow-webhook-listen")
     add(

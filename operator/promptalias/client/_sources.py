@@ -267,7 +267,7 @@ class MlflowSource:
         url = f"{self.base}{path}?{urllib.parse.urlencode(params)}"
         request = urllib.request.Request(url, headers=self.headers)  # noqa: S310 -- http(s) checked by caller
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._context()) as response:  # noqa: S310
+            with _opener(self._context()).open(request, timeout=self.timeout) as response:
                 payload: dict[str, Any] = json.loads(response.read())
                 return payload
         except urllib.error.HTTPError as exc:
@@ -291,6 +291,38 @@ class MlflowSource:
             return document_from_model_version(model_version, alias=ref.alias)
         except (InvalidDocumentError, ValueError, TypeError) as exc:
             raise SourceMiss(str(exc)) from None
+
+
+def _opener(context: ssl.SSLContext | None) -> Any:
+    """urllib's opener, except that a redirect to another origin (scheme, host or port) or from
+    https to http drops the Authorization header: urllib would send the token along."""
+    import urllib.request
+
+    class CredentialSafeRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(
+            self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+        ) -> urllib.request.Request | None:
+            new = super().redirect_request(req, fp, code, msg, headers, newurl)
+            if new is not None and not _keeps_credentials(req.full_url, new.full_url):
+                new.remove_header("Authorization")
+            return new
+
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), CredentialSafeRedirect())
+
+
+def _keeps_credentials(old: str, new: str) -> bool:
+    """A redirect may carry credentials only to the same origin, or from http to https on it."""
+    import urllib.parse
+
+    a, b = urllib.parse.urlsplit(old), urllib.parse.urlsplit(new)
+    default = {"http": 80, "https": 443}
+
+    def port(parts: urllib.parse.SplitResult) -> int | None:
+        return parts.port or default.get(parts.scheme)
+
+    if (a.hostname, port(a)) != (b.hostname, port(b)):
+        return a.scheme == "http" and b.scheme == "https" and a.hostname == b.hostname and port(b) == 443
+    return not (a.scheme == "https" and b.scheme != "https")
 
 
 class DiskCache:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -29,18 +29,21 @@ from promptalias.projection.render import (
     build_configmap,
     render_projection,
 )
+from promptalias.projection.verify import STALE
 from promptalias.reconcile.alias import (
     AliasPlan,
     Outcome,
-    actor_from_managed_fields,
+    intend,
     plan_alias,
     policy_violation,
     settle,
     settled_from_plan,
 )
 from promptalias.reconcile.audit import audit_tag
+from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
+from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -53,14 +56,17 @@ from promptalias.registry import (
     RegistryUnavailable,
     VersionNotFound,
 )
+from promptalias.vocabulary import (
+    CONTENT_HASH_ANNOTATION,
+    INTERNAL_TAG_PREFIX,
+    ROLLBACK_ANNOTATION,
+    TAKEOVER_ANNOTATION,
+)
 
 log = logging.getLogger(__name__)
 
 PLURAL = PromptAlias.PLURAL
-ROLLBACK_ANNOTATION = "promptalias.io/rollback-to"
-TAKEOVER_ANNOTATION = "promptalias.io/takeover"
 IDLE_RECHECK_S = 600.0  # safety net; the registry poller wakes workers when MLflow changes
-INTERNAL_TAG_PREFIX = "promptalias.io/"
 
 
 @dataclass
@@ -184,7 +190,7 @@ class AliasPass:
             owner_mark=owner_mark,
             me=self.me,
             now=self.now,
-            spec_actor=actor_from_managed_fields(self.meta.get("managedFields")),
+            spec_actor=version_actor(self.meta.get("managedFields")),
             rollback_to=_rollback_request(self.meta),
             takeover=_takeover_requested(self.meta),
         )
@@ -245,6 +251,10 @@ class AliasPass:
             configmap = cm_body["metadata"]["name"]
         else:
             cm_body = None
+        if plan.writes:
+            if not await self._record_intent(plan):
+                return PassResult(delay=backoff(self.failures), transient_failure=True)
+            plan = replace(plan, prior=())  # recorded with the intent
         await self._write_mlflow(client, known, plan, state)
         if cm_body is not None:
             await self._apply_projection(cm_body)
@@ -254,6 +264,20 @@ class AliasPass:
             delay=self.refresh_s * 10 if self.refresh_s else IDLE_RECHECK_S,
             plan=plan,
         )
+
+    async def _record_intent(self, plan: AliasPlan) -> bool:
+        """Write the move to status (pendingMove) before MLflow: no crash can lose it from history."""
+        old = self.pa.status
+        new = intend(old, plan, spec=self.pa.spec)
+        try:
+            await self.world.kube.patch_status(
+                PLURAL, self.namespace, self.name, _with_nulls(old.to_dict(), new.to_dict())
+            )
+        except KubeError as exc:
+            log.warning("could not record the pending move of %s/%s: %s", self.namespace, self.name, exc)
+            return False
+        self.pa = self.pa.model_copy(update={"status": new})
+        return True
 
     def _needs_fresh_tags(self) -> bool:
         policy = self.pa.spec.policy
@@ -325,13 +349,18 @@ class AliasPass:
         return build_configmap(self.namespace, self.name, self.uid, document)
 
     async def _apply_projection(self, cm_body: Mapping[str, Any]) -> None:
-        wanted = cm_body["metadata"]["annotations"]["promptalias.io/content-hash"]
-        if self.world.projection_hashes.get(self.uid) == wanted:
+        wanted = cm_body["metadata"]["annotations"][CONTENT_HASH_ANNOTATION]
+        known = self.world.projection_hashes.get(self.uid)
+        if known == wanted:
             return
-        existing = await self.world.kube.read_configmap_annotations(
-            self.namespace, cm_body["metadata"]["name"]
+        # STALE: the ConfigMap watch saw it deleted or edited (handlers/projections.py); an edit may
+        # have kept the hash annotation, so apply without reading it first.
+        existing = (
+            None
+            if known == STALE
+            else await self.world.kube.read_configmap_annotations(self.namespace, cm_body["metadata"]["name"])
         )
-        if existing is None or existing.get("promptalias.io/content-hash") != wanted:
+        if existing is None or existing.get(CONTENT_HASH_ANNOTATION) != wanted:
             await self.world.kube.apply_configmap(cm_body)
         self.world.projection_hashes[self.uid] = wanted
 
@@ -383,8 +412,7 @@ class AliasPass:
         return cast(kopf.Body, self.body)
 
     def _events(self, old: Any, outcome: Outcome) -> None:
-        if outcome.history is not None:
-            entry = outcome.history
+        for entry in (*outcome.prior, *([outcome.history] if outcome.history is not None else [])):
             kopf.event(self._event_body, type="Normal", reason=str(entry.reason), message=entry.message or "")
         previous = find_condition(old.conditions, ConditionType.READY)
         if previous is None or previous.reason != outcome.reason or previous.message != outcome.message:
@@ -415,16 +443,20 @@ def _differs(old: Mapping[str, Any], new: Mapping[str, Any], refresh_s: float) -
     old_sync, new_sync = old.get("lastSyncTime"), new.get("lastSyncTime")
     if old_sync == new_sync:
         return False
-    if old_sync is None or new_sync is None:
+    old_time, new_time = parse_timestamp(old_sync), parse_timestamp(new_sync)
+    if old_time is None or new_time is None:
         return True
-    elapsed = (datetime.fromisoformat(str(new_sync)) - datetime.fromisoformat(str(old_sync))).total_seconds()
+    elapsed = (new_time - old_time).total_seconds()
     return elapsed >= max(refresh_s, 1.0)
 
 
 def _with_nulls(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch that also removes fields present before and gone now."""
+    """A merge patch that also removes fields present before and gone now (in nested objects too:
+    a merge patch merges objects, so e.g. a new pendingMove must null the old one's extra fields)."""
     patch: dict[str, Any] = dict(new)
-    for key in old:
+    for key, value in old.items():
         if key not in new:
             patch[key] = None
+        elif isinstance(value, Mapping) and isinstance(new[key], Mapping):
+            patch[key] = _with_nulls(value, new[key])
     return patch

@@ -19,11 +19,12 @@ from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
 from promptalias.handlers.worker import WorkerSpec, run_worker
 from promptalias.reconcile.ownership import Owner, owner_tag_key
 from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
+from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.registry import RegistryError, RegistryUnavailable
+from promptalias.vocabulary import ABANDON_ANNOTATION, ALIAS_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
-ABANDON_ANNOTATION = "promptalias.io/abandon-alias"
 DELETION_TIMEOUT_S = 300.0
 
 
@@ -34,7 +35,6 @@ def _entry(body: Mapping[str, Any]) -> AliasEntry | None:
         ref = PromptAlias.from_body(body).spec.registry_ref
     except ValueError:
         return None
-    created = meta.get("creationTimestamp") or datetime.now(UTC).isoformat()
     return AliasEntry(
         uid=str(meta.get("uid")),
         namespace=str(meta.get("namespace")),
@@ -42,7 +42,7 @@ def _entry(body: Mapping[str, Any]) -> AliasEntry | None:
         registry=registry_key(ref, str(meta.get("namespace"))),
         prompt=str(spec.get("prompt")),
         alias=str(spec.get("alias")),
-        created=datetime.fromisoformat(str(created).replace("Z", "+00:00")),
+        created=parse_timestamp(meta.get("creationTimestamp")) or datetime.now(UTC),
         writes=spec.get("version") is not None,
         deleting=meta.get("deletionTimestamp") is not None,
     )
@@ -75,8 +75,7 @@ async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         meta = body.get("metadata", {})
         status = body.get("status") or {}
         spec_changed = status.get("observedGeneration") != meta.get("generation")
-        requests = {"promptalias.io/rollback-to", "promptalias.io/takeover"}
-        wants_action = bool(requests & set(meta.get("annotations") or {}))
+        wants_action = bool(set(ALIAS_REQUEST_ANNOTATIONS) & set(meta.get("annotations") or {}))
         if spec_changed or wants_action:
             world.worker(uid).poke(fresh=True)
 
@@ -168,10 +167,9 @@ async def alias_deleted(
 
 
 def _since_deletion(meta: Mapping[str, Any]) -> float:
-    stamp = meta.get("deletionTimestamp")
-    if not stamp:
+    started = parse_timestamp(meta.get("deletionTimestamp"))
+    if started is None:
         return 0.0
-    started = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     return (datetime.now(UTC) - started).total_seconds()
 
 

@@ -31,10 +31,8 @@ from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World
 from promptalias.handlers.worker import WorkerSpec, backoff, run_worker
 from promptalias.kube import KubeError, NotFound
-from promptalias.reconcile.alias import actor_from_managed_fields
 from promptalias.reconcile.audit import audit_tag
 from promptalias.reconcile.experiment import (
-    REQUEST_ANNOTATIONS,
     Baseline,
     ExperimentReason,
     Outcome,
@@ -43,7 +41,6 @@ from promptalias.reconcile.experiment import (
     advance,
     candidate_set_entry,
     git_change,
-    gitops_manager,
     projection_block,
     promoted,
     promotion,
@@ -53,8 +50,11 @@ from promptalias.reconcile.experiment import (
     reconciling_reason,
     settle,
 )
+from promptalias.reconcile.gitops import gitops_manager
+from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, resolve_registry
+from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -65,12 +65,12 @@ from promptalias.registry import (
     RegistryUnavailable,
     VersionNotFound,
 )
+from promptalias.vocabulary import ABANDON_ANNOTATION, EXPERIMENT_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
 PLURAL = PromptExperiment.PLURAL
 FIELD_MANAGER = "promptalias-experiment"  # shows up as the actor of a promotion in the baseline's history
-ABANDON_ANNOTATION = "promptalias.io/abandon-alias"
 IDLE_RECHECK_S = 60.0  # candidate-alias drift safety net when the registry has no refreshInterval
 DELETION_TIMEOUT_S = 120.0
 PRELOAD_TIMEOUT_S = 10.0
@@ -156,14 +156,13 @@ def _entry(body: Mapping[str, Any]) -> ExperimentEntry | None:
     baseline = (spec.get("baseline") or {}).get("name")
     if not baseline:
         return None
-    created = meta.get("creationTimestamp") or datetime.now(UTC).isoformat()
     phase = (body.get("status") or {}).get("phase")
     return ExperimentEntry(
         uid=str(meta.get("uid")),
         namespace=str(meta.get("namespace")),
         name=str(meta.get("name")),
         baseline=str(baseline),
-        created=datetime.fromisoformat(str(created).replace("Z", "+00:00")),
+        created=parse_timestamp(meta.get("creationTimestamp")) or datetime.now(UTC),
         terminal=phase in (ExperimentPhase.PROMOTED, ExperimentPhase.ABORTED),
         deleting=meta.get("deletionTimestamp") is not None,
     )
@@ -237,7 +236,7 @@ async def experiment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
         status = body.get("status") or {}
         annotations = set(meta.get("annotations") or {})
         if status.get("observedGeneration") != meta.get("generation") or annotations & set(
-            REQUEST_ANNOTATIONS
+            EXPERIMENT_REQUEST_ANNOTATIONS
         ):
             state.worker(uid).poke(fresh=True)
 
@@ -347,8 +346,8 @@ class ExperimentPass:
             version=baseline_pa.spec.version,
             resolved_version=baseline_pa.status.resolved_version,
             projection_enabled=baseline_pa.spec.projection.enabled,
-            gitops=gitops_manager(bmeta.get("labels"), bmeta.get("annotations")),
-            spec_actor=actor_from_managed_fields(bmeta.get("managedFields")),
+            gitops=gitops_manager(bmeta),
+            spec_actor=version_actor(bmeta.get("managedFields")),
         )
         problem = self._invalid(baseline, progress)
         if problem is not None:
@@ -768,10 +767,9 @@ async def _deletion_target(
 
 
 def _since_deletion(meta: Mapping[str, Any]) -> float:
-    stamp = meta.get("deletionTimestamp")
-    if not stamp:
+    started = parse_timestamp(meta.get("deletionTimestamp"))
+    if started is None:
         return 0.0
-    started = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     return (datetime.now(UTC) - started).total_seconds()
 
 

@@ -9,7 +9,12 @@ from typing import Any
 
 import kopf
 
-from promptalias.reconcile.injection import INJECTED_ANNOTATION, InjectionSettings, inject
+from promptalias.reconcile.injection import (
+    INJECTED_ANNOTATION,
+    InjectionSettings,
+    inject,
+    injection_warnings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +87,20 @@ def _self_signed(host: str) -> tuple[str, str]:
     return str(directory / "tls.crt"), str(directory / "tls.key")
 
 
-def inject_sidecar(spec: kopf.Spec, meta: kopf.Meta, patch: kopf.Patch, **_: Any) -> None:
+def inject_sidecar(
+    spec: kopf.Spec, meta: kopf.Meta, patch: kopf.Patch, warnings: list[str], **_: Any
+) -> None:
     """Add the promptalias sidecar, the shared prompts volume and the client settings."""
     settings = InjectionSettings(image=os.environ.get(IMAGE_ENV, InjectionSettings.image))
-    changes = inject(dict(spec), dict(meta.get("annotations") or {}), settings)
+    annotations = dict(meta.get("annotations") or {})
+    changes = inject(dict(spec), annotations, settings)
     if changes is None:
         return
+    for warning in injection_warnings(annotations):  # shown by kubectl; the pod is still admitted
+        warnings.append(warning)
+        log.warning(
+            "pod %s/%s: %s", meta.get("namespace"), meta.get("name") or meta.get("generateName"), warning
+        )
     for field, value in changes.items():
         patch.spec[field] = value
     patch.metadata.setdefault("annotations", {})[INJECTED_ANNOTATION] = "true"

@@ -10,6 +10,8 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from promptalias.prometheus import TextWriter
+
 log = logging.getLogger(__name__)
 
 METRICS_LISTEN_ENV = "PROMPTALIAS_METRICS_LISTEN"
@@ -31,32 +33,24 @@ class Metrics:
         self.duration_count += 1
 
     def render(self) -> str:
-        lines = [
-            "# HELP promptalias_reconciles_total Reconcile passes by kind and result.",
-            "# TYPE promptalias_reconciles_total counter",
-        ]
-        lines += [
-            f'promptalias_reconciles_total{{kind="{kind}",result="{result}"}} {count}'
-            for (kind, result), count in sorted(self.reconciles.items())
-        ]
-        lines += [
-            "# HELP promptalias_alias_writes_total MLflow alias moves made by the operator, by reason.",
-            "# TYPE promptalias_alias_writes_total counter",
-        ]
-        lines += [
-            f'promptalias_alias_writes_total{{reason="{r}"}} {n}'
-            for r, n in sorted(self.alias_writes.items())
-        ]
-        lines += [
-            "# HELP promptalias_reconcile_duration_seconds Time spent in reconcile passes.",
-            "# TYPE promptalias_reconcile_duration_seconds summary",
-            f"promptalias_reconcile_duration_seconds_sum {self.duration_sum:.6f}",
-            f"promptalias_reconcile_duration_seconds_count {self.duration_count}",
-            "# HELP promptalias_up The operator process is running.",
-            "# TYPE promptalias_up gauge",
-            f"promptalias_up {self.up}",
-        ]
-        return "\n".join(lines) + "\n"
+        out = TextWriter()
+        out.metric(
+            "promptalias_reconciles_total",
+            "counter",
+            "Reconcile passes by kind and result.",
+            [({"kind": kind, "result": result}, n) for (kind, result), n in sorted(self.reconciles.items())],
+        )
+        out.metric(
+            "promptalias_alias_writes_total",
+            "counter",
+            "MLflow alias moves made by the operator, by reason.",
+            [({"reason": reason}, n) for reason, n in sorted(self.alias_writes.items())],
+        )
+        out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
+        out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)
+        out.sample("promptalias_reconcile_duration_seconds_count", {}, self.duration_count)
+        out.metric("promptalias_up", "gauge", "The operator process is running.", [({}, self.up)])
+        return out.render()
 
 
 METRICS = Metrics()

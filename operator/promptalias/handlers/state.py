@@ -19,6 +19,7 @@ from promptalias.kube import Kube, KubeError, NotFound
 from promptalias.reconcile.ownership import Claim, Owner
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.registry import MlflowRegistry, PromptState, RegistryConfig
+from promptalias.registry.config import secret_text
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +206,12 @@ class World:
                     f"cannot read auth Secret {namespace}/{ref.name} ({exc})"
                 ) from None
             versions.append(version)
+            where = f"auth Secret {namespace}/{ref.name} key"
             if ref.token_key in data:
-                token = data[ref.token_key].decode().strip()
+                token = _text(data[ref.token_key], f"{where} {ref.token_key!r}").strip()
             elif ref.username_key in data and ref.password_key in data:
-                username = data[ref.username_key].decode().strip()
-                password = data[ref.password_key].decode().strip()
+                username = _text(data[ref.username_key], f"{where} {ref.username_key!r}").strip()
+                password = _text(data[ref.password_key], f"{where} {ref.password_key!r}").strip()
             else:
                 raise InvalidRegistryConfig(
                     f"auth Secret {namespace}/{ref.name} has neither key {ref.token_key!r} nor both "
@@ -222,7 +224,7 @@ class World:
             if value is None:
                 raise InvalidRegistryConfig(f"CA Secret {namespace}/{ca_ref.name} has no key {ca_ref.key!r}")
             versions.append(version)
-            ca_data = value.decode()
+            ca_data = _text(value, f"CA Secret {namespace}/{ca_ref.name} key {ca_ref.key!r}")
         from promptalias.api.duration import parse_duration
 
         try:
@@ -244,3 +246,11 @@ class World:
         for cached in self._clients.values():
             await cached.client.close()
         self._clients.clear()
+
+
+def _text(value: bytes, what: str) -> str:
+    """A Secret value as text, or InvalidRegistryConfig (Ready=False) without a byte of it."""
+    try:
+        return secret_text(value, what)
+    except ValueError as exc:
+        raise InvalidRegistryConfig(str(exc)) from None

@@ -12,8 +12,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from promptalias.api.types import API_VERSION, GROUP
+from promptalias.vocabulary import OPERATOR_FIELD_MANAGER
 
-FIELD_MANAGER = "promptalias-operator"
 VERSION = API_VERSION.split("/", 1)[1]
 _SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -85,7 +85,7 @@ class Kube:
                 meta["name"],
                 meta["namespace"],
                 dict(body),
-                field_manager=FIELD_MANAGER,
+                field_manager=OPERATOR_FIELD_MANAGER,
                 force=True,
                 _content_type="application/apply-patch+yaml",
             )

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from promptalias.vocabulary import API_VERSION, CONTENT_HASH_ANNOTATION
+
 SCHEMA_VERSION: Final = 1
-API_VERSION: Final = "promptalias.io/v1alpha1"
 KIND: Final = "PromptAlias"
 
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -26,7 +27,6 @@ ALIAS_LABEL: Final = "promptalias.io/alias"
 PROMPT_ANNOTATION: Final = "promptalias.io/prompt"
 ALIAS_ANNOTATION: Final = "promptalias.io/alias"
 VERSION_ANNOTATION: Final = "promptalias.io/version"
-CONTENT_HASH_ANNOTATION: Final = "promptalias.io/content-hash"
 
 # The apiserver refuses a ConfigMap whose data exceeds 1 MiB (MaxSecretSize); we measure the whole
 # serialized object, which is stricter by a few hundred bytes, so a render that passes here never
@@ -42,6 +42,7 @@ _DNS1123_INVALID_RE: Final = re.compile(r"[^a-z0-9.-]+")
 _LABEL_INVALID_RE: Final = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_LABEL_VALUE: Final = 63
 _HASH_CHARS: Final = 16
+_HASHED_NAME_RE: Final = re.compile(rf"-[0-9a-f]{{{_HASH_CHARS}}}$")
 
 
 class ProjectionError(ValueError):
@@ -109,13 +110,19 @@ def _short_hash(text: str) -> str:
 def configmap_name(pa_name: str) -> str:
     """`promptalias-<pa_name>`: a valid DNS-1123 subdomain of at most 253 characters.
 
-    Longer (or unusual) names keep a readable prefix and end in a hash of the full name, so two
-    PromptAliases never share a ConfigMap and the name is the same on every render.
+    Longer (or unusual) names keep a readable prefix and end in `-<16 hex digits>`, a hash of the full
+    name, so the name is the same on every render. Plain names never take that shape (a name that
+    happens to end in `-<16 hex digits>` is hashed too), so a plain name can never equal another
+    PromptAlias's hashed one: two PromptAliases never share a ConfigMap.
     """
     if not pa_name:
         raise ProjectionError("PromptAlias name must not be empty")
     candidate = CONFIGMAP_NAME_PREFIX + pa_name
-    if len(candidate) <= MAX_CONFIGMAP_NAME and _is_dns1123_subdomain(candidate):
+    if (
+        len(candidate) <= MAX_CONFIGMAP_NAME
+        and _is_dns1123_subdomain(candidate)
+        and not _HASHED_NAME_RE.search(candidate)
+    ):
         return candidate
     suffix = "-" + _short_hash(pa_name)
     body = _DNS1123_INVALID_RE.sub("-", candidate.lower())[: MAX_CONFIGMAP_NAME - len(suffix)]

@@ -6,11 +6,25 @@ match; without it, MLflow owns the alias and the operator only follows (and reco
 `plan_alias` decides from what was observed in MLflow; `settle` turns the result of carrying out the
 plan into the next status. History entries are derived from status.resolvedVersion, not from event
 counts, so a crash and a re-run never record the same move twice.
+
+Two status fields keep the audit honest across failures and crashes:
+
+- `appliedVersion` is the spec.version last carried out. A spec.version that differs from it is the
+  user's pending change — applied (and recorded as theirs) as soon as MLflow allows it, however many
+  passes failed in between (version not yet registered, policy, conflict, credentials, MLflow down).
+  Only when they are equal is "the alias is elsewhere" drift. `observedGeneration` cannot tell: it is
+  set by failed passes too.
+- `pendingMove` is the history entry of a write, recorded (`intend`) before MLflow is written. A pass
+  that finds the alias where a pending move put it records that entry first, so a crash (or a timed
+  out write MLflow carried out) between the MLflow write and the status write loses no move.
+
+History is one chain: every entry's previousVersion is the version of the entry before it. A move
+made outside Git is recorded (Observed) before the operator's answer to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
@@ -18,6 +32,7 @@ from typing import Any, Final
 from promptalias.api.conditions import (
     ConditionType,
     Reason,
+    find_condition,
     kstatus_conditions,
     make_condition,
     set_condition,
@@ -31,8 +46,8 @@ from promptalias.api.promptalias import (
     PromptAliasStatus,
 )
 from promptalias.reconcile.ownership import Owner
+from promptalias.vocabulary import OPERATOR_FIELD_MANAGER as OPERATOR_ACTOR
 
-OPERATOR_ACTOR: Final = "promptalias-operator"
 MLFLOW_ACTOR: Final = "mlflow"
 
 
@@ -60,6 +75,7 @@ class AliasPlan:
     alias_missing: bool = False  # follow mode: the alias does not exist in MLflow
     took_over: str | None = None  # the audit note when this plan claims an alias from another owner
     refused: str | None = None  # a one-shot request (rollback) that cannot be carried out, and why
+    prior: tuple[HistoryEntry, ...] = ()  # moves to record before `history` (recovered or observed)
 
     @property
     def writes(self) -> bool:
@@ -96,6 +112,78 @@ def plan_alias(
 
     `takeover` (pinned mode) claims an alias whose MLflow owner tag names someone else.
     """
+    status, recovered = recover_pending_move(status, current)
+    plan = _plan(
+        spec,
+        status,
+        generation=generation,
+        current=current,
+        owner_mark=owner_mark,
+        me=me,
+        now=now,
+        spec_actor=spec_actor,
+        rollback_to=rollback_to,
+        takeover=takeover,
+    )
+    if recovered is not None:
+        plan = replace(plan, prior=(recovered, *plan.prior))
+    return plan
+
+
+def recover_pending_move(
+    status: PromptAliasStatus, current: int | None
+) -> tuple[PromptAliasStatus, HistoryEntry | None]:
+    """The status as if the last pass had recorded its pending move, and that move (None: nothing to do).
+
+    The move happened when MLflow's alias is where it was going; otherwise the write never landed
+    and the pending move is dropped.
+    """
+    intent = status.pending_move
+    if intent is None:
+        return status, None
+    if current is None or current != intent.version or (status.history and status.history[-1] == intent):
+        return status.model_copy(update={"pending_move": None}), None
+    recorded = _record(status, intent).model_copy(
+        update={"pending_move": None, "applied_version": intent.version}
+    )
+    return recorded, intent
+
+
+def _record(status: PromptAliasStatus, entry: HistoryEntry) -> PromptAliasStatus:
+    """`status` after `entry`: history appended (unbounded; `settle` bounds it), resolution moved."""
+    return status.model_copy(
+        update={
+            "history": [*status.history, entry],
+            "resolved_version": entry.version,
+            "previous_version": entry.previous_version,
+        }
+    )
+
+
+def intend(status: PromptAliasStatus, plan: AliasPlan, *, spec: PromptAliasSpec) -> PromptAliasStatus:
+    """The status to write BEFORE carrying out `plan`'s MLflow write: prior moves recorded, the write
+    itself recorded as `pendingMove` (conditions untouched). Only for plans that write."""
+    recorded = status
+    for entry in plan.prior:
+        recorded = _record(recorded, entry)
+    return recorded.model_copy(
+        update={"history": recorded.history[-spec.history_limit :], "pending_move": plan.history}
+    )
+
+
+def _plan(
+    spec: PromptAliasSpec,
+    status: PromptAliasStatus,
+    *,
+    generation: int,
+    current: int | None,
+    owner_mark: Owner | None,
+    me: Owner,
+    now: datetime,
+    spec_actor: str | None,
+    rollback_to: int | None,
+    takeover: bool,
+) -> AliasPlan:
     if spec.version is None:
         return _plan_follow(
             spec, status, current=current, owner_mark=owner_mark, me=me, now=now, rollback_to=rollback_to
@@ -151,8 +239,9 @@ def _plan_pinned(
         )
     claim = owner_mark is None
     known = status.resolved_version
-    # Has this generation been reconciled before? If so, a difference now was made outside Git.
-    seen_before = status.observed_generation == generation and known is not None
+    # Was this spec.version carried out before? If so, a difference now was made outside Git; if
+    # not, it is the user's change, whatever earlier (failed) passes saw.
+    seen_before = applied_version(spec, status, generation) == desired
     if current == desired:
         history = None
         if known != desired:
@@ -188,6 +277,7 @@ def _plan_pinned(
             history=history,
             drifted=True,
         )
+    prior = _outside_move(known, current, now)
     if seen_before:
         # Someone moved (or deleted) the alias after we set it: put it back (driftPolicy Enforce).
         message = (
@@ -201,8 +291,9 @@ def _plan_pinned(
             resolved_version=desired,
             previous_version=current if current is not None else status.previous_version,
             history=_entry(desired, current, HistoryReason.DRIFT_CORRECTED, now, OPERATOR_ACTOR, message),
+            prior=prior,
         )
-    reason = _applied_reason(desired, status)
+    reason = _applied_reason(desired, status if not prior else _record(status, prior[0]))
     message = (
         f"alias moved from version {current} to {desired}"
         if current is not None
@@ -214,7 +305,31 @@ def _plan_pinned(
         resolved_version=desired,
         previous_version=current if current is not None else known,
         history=_entry(desired, current, reason, now, spec_actor, message),
+        prior=prior,
     )
+
+
+def applied_version(spec: PromptAliasSpec, status: PromptAliasStatus, generation: int) -> int | None:
+    """The spec.version last carried out (status.appliedVersion).
+
+    A status written before appliedVersion existed counts this generation's spec.version as carried
+    out when its last pass for this generation ended Synced or DriftDetected.
+    """
+    if status.applied_version is not None or status.resolved_version is None:
+        return status.applied_version
+    ready = find_condition(status.conditions, ConditionType.READY)
+    legacy_done = ready is not None and ready.reason in (Reason.SYNCED, Reason.DRIFT_DETECTED)
+    return spec.version if legacy_done and status.observed_generation == generation else None
+
+
+def _outside_move(known: int | None, current: int | None, now: datetime) -> tuple[HistoryEntry, ...]:
+    """The Observed entry for a move made outside Git from `known` to `current` (none if no move)."""
+    if known is None or known == current:
+        return ()
+    if current is None:
+        return (_entry(None, known, HistoryReason.OBSERVED, now, MLFLOW_ACTOR, "alias deleted outside Git"),)
+    message = f"alias moved outside Git from version {known} to {current}"
+    return (_entry(current, known, HistoryReason.OBSERVED, now, MLFLOW_ACTOR, message),)
 
 
 def _applied_reason(desired: int, status: PromptAliasStatus) -> HistoryReason:
@@ -244,6 +359,18 @@ def _plan_follow(
         )
         rollback_to = None
     if rollback_to is not None and current is not None and rollback_to != current:
+        seen: tuple[HistoryEntry, ...] = ()
+        if known is not None and known != current:
+            seen = (
+                _entry(
+                    current,
+                    known,
+                    HistoryReason.OBSERVED,
+                    now,
+                    MLFLOW_ACTOR,
+                    f"alias moved in MLflow to version {current} (was {known})",
+                ),
+            )
         return AliasPlan(
             write_version=rollback_to,
             release=release,
@@ -257,6 +384,7 @@ def _plan_follow(
                 OPERATOR_ACTOR,
                 f"rollback requested: alias moved in MLflow from version {current} to {rollback_to}",
             ),
+            prior=seen,
         )
     if current is None:
         last = status.history[-1] if status.history else None
@@ -308,21 +436,6 @@ def policy_violation(required: Mapping[str, str] | None, tags: Mapping[str, str]
     )
 
 
-def actor_from_managed_fields(managed_fields: Sequence[Mapping[str, Any]] | None) -> str | None:
-    """The field manager that last set spec.version (e.g. kubectl-patch, argocd-controller)."""
-    best: tuple[str, str] | None = None
-    for entry in managed_fields or ():
-        fields = entry.get("fieldsV1") or {}
-        spec = fields.get("f:spec") if isinstance(fields, Mapping) else None
-        if not isinstance(spec, Mapping) or "f:version" not in spec:
-            continue
-        stamp = str(entry.get("time") or "")
-        manager = str(entry.get("manager") or "unknown")
-        if best is None or stamp >= best[0]:
-            best = (stamp, manager)
-    return best[1] if best else None
-
-
 # ---- status ------------------------------------------------------------------------------------
 
 
@@ -345,6 +458,8 @@ class Outcome:
     synced: bool = False  # MLflow (and the projection) confirmed: update lastSyncTime
     keep_resolution: bool = False  # a failure: keep resolvedVersion & co. as they were
     extra: dict[str, Any] = field(default_factory=dict)
+    prior: tuple[HistoryEntry, ...] = ()  # recorded before `history`
+    applied_version: int | None = None  # pinned mode: the spec.version now carried out
 
 
 def settle(
@@ -394,14 +509,17 @@ def settle(
             resolved_version=outcome.resolved_version,
             previous_version=outcome.previous_version,
             uri=spec.uri,
+            applied_version=outcome.applied_version,
+            pending_move=None,
         )
         if outcome.template_digest is not None:
             update["template_digest"] = outcome.template_digest
         update["config_map_ref"] = ObjectReference(name=outcome.config_map) if outcome.config_map else None
     if outcome.synced:
         update["last_sync_time"] = now
-    if outcome.history is not None:
-        history = [*status.history, outcome.history]
+    entries = [*outcome.prior, *([outcome.history] if outcome.history is not None else [])]
+    if entries:
+        history = [*status.history, *entries]
         update["history"] = history[-spec.history_limit :]
     elif len(status.history) > spec.history_limit:
         update["history"] = status.history[-spec.history_limit :]
@@ -433,6 +551,7 @@ def settled_from_plan(
             resolved_version=plan.resolved_version,
             previous_version=plan.previous_version,
             history=plan.history,
+            prior=plan.prior,
             template_digest=digest,
             config_map=config_map,
         )
@@ -449,6 +568,8 @@ def settled_from_plan(
             resolved_version=plan.resolved_version,
             previous_version=plan.previous_version,
             history=plan.history,
+            prior=plan.prior,
+            applied_version=spec.version,
             template_digest=digest,
             config_map=config_map,
             synced=True,
@@ -467,6 +588,8 @@ def settled_from_plan(
         resolved_version=plan.resolved_version,
         previous_version=plan.previous_version,
         history=plan.history,
+        prior=plan.prior,
+        applied_version=spec.version,
         template_digest=digest,
         config_map=config_map,
         owner=owner,

@@ -15,10 +15,12 @@ never reach pods.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
-MOVED_TAG_PREFIX: Final = "promptalias.io/moved."
+from promptalias.reconcile.timestamps import format_timestamp
+from promptalias.vocabulary import MOVED_TAG_PREFIX
+
 # MLflow refuses model-version tag values over 5000 characters; ours are far below, but a long
 # cluster id or resource name must never make the write itself fail.
 MAX_TAG_VALUE: Final = 5000
@@ -38,7 +40,7 @@ def audit_tag(alias: str, *, by: str, at: datetime, replaced: int | None) -> tup
     """
     if at.tzinfo is None:
         raise ValueError("audit_tag: 'at' must be timezone-aware")
-    stamp = at.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    stamp = format_timestamp(at)
     value = json.dumps({"by": by, "at": stamp, "replaced": replaced}, separators=(",", ":"))
     if len(value) > MAX_TAG_VALUE:
         value = json.dumps({"by": by[:4000], "at": stamp, "replaced": replaced}, separators=(",", ":"))

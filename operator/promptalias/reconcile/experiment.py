@@ -38,14 +38,10 @@ from promptalias.api.experiment import (
     PromptExperimentSpec,
     PromptExperimentStatus,
 )
+from promptalias.reconcile.managed_fields import annotation_actor
+from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION, RESUME_ANNOTATION
+from promptalias.vocabulary import OPERATOR_FIELD_MANAGER as OPERATOR_ACTOR
 
-PREFIX: Final = "promptalias.io/"
-PROMOTE_ANNOTATION: Final = "promptalias.io/promote"
-ABORT_ANNOTATION: Final = "promptalias.io/abort"
-RESUME_ANNOTATION: Final = "promptalias.io/resume"
-REQUEST_ANNOTATIONS: Final = (PROMOTE_ANNOTATION, ABORT_ANNOTATION, RESUME_ANNOTATION)
-GITOPS_OVERRIDE_ANNOTATION: Final = "promptalias.io/gitops"
-OPERATOR_ACTOR: Final = "promptalias-operator"
 TERMINAL: Final = frozenset({ExperimentPhase.PROMOTED, ExperimentPhase.ABORTED})
 # A step due within this many seconds is taken now rather than after another sleep.
 _DUE_SLACK_S: Final = 0.001
@@ -107,22 +103,6 @@ class Requests:
         return frozenset(found)
 
 
-def annotation_actor(managed_fields: Sequence[Mapping[str, Any]] | None, key: str) -> str | None:
-    """The field manager that last set annotation `key` (e.g. promptalias-cli, kubectl-annotate)."""
-    best: tuple[str, str] | None = None
-    for entry in managed_fields or ():
-        fields = entry.get("fieldsV1") or {}
-        meta = fields.get("f:metadata") if isinstance(fields, Mapping) else None
-        annotations = meta.get("f:annotations") if isinstance(meta, Mapping) else None
-        if not isinstance(annotations, Mapping) or f"f:{key}" not in annotations:
-            continue
-        stamp = str(entry.get("time") or "")
-        manager = str(entry.get("manager") or "unknown")
-        if best is None or stamp >= best[0]:
-            best = (stamp, manager)
-    return best[1] if best else None
-
-
 def read_requests(
     annotations: Mapping[str, str] | None, managed_fields: Sequence[Mapping[str, Any]] | None
 ) -> Requests:
@@ -152,43 +132,7 @@ def read_requests(
     )
 
 
-# ---- GitOps -------------------------------------------------------------------------------------
-
-
-def gitops_manager(labels: Mapping[str, str] | None, annotations: Mapping[str, str] | None) -> str | None:
-    """Which GitOps tool applies an object from Git (and would revert a spec patch), or None.
-
-    The same marks as the CLI's `detect_gitops` (cli/plugin_cmds.py; a unit test keeps them equal),
-    written the same way ("Argo CD (Application ns/app)"): Argo CD's tracking-id annotation, its
-    instance label, or `app.kubernetes.io/instance` together with any `argocd.argoproj.io/*`
-    annotation (the label alone is set by every Helm chart); Flux's kustomize- and helm-controller
-    labels. `promptalias.io/gitops: "true"|"false"` on the object overrides the detection.
-    """
-    labels = labels or {}
-    annotations = annotations or {}
-    override = str(annotations.get(GITOPS_OVERRIDE_ANNOTATION, "")).strip().lower()
-    if override == "false":
-        return None
-    tracking = annotations.get("argocd.argoproj.io/tracking-id")
-    if tracking:
-        app = str(tracking).split(":", 1)[0]
-        namespace, _, name = app.rpartition("_")
-        return f"Argo CD (Application {namespace + '/' if namespace else ''}{name})"
-    for prefix, kind in (
-        ("kustomize.toolkit.fluxcd.io", "Kustomization"),
-        ("helm.toolkit.fluxcd.io", "HelmRelease"),
-    ):
-        if flux_name := labels.get(f"{prefix}/name"):
-            flux_ns = labels.get(f"{prefix}/namespace")
-            return f"Flux ({kind} {flux_ns + '/' if flux_ns else ''}{flux_name})"
-    if instance := labels.get("argocd.argoproj.io/instance"):
-        return f"Argo CD (Application {instance})"
-    argo_marks = any(str(key).startswith("argocd.argoproj.io/") for key in annotations)
-    if (instance := labels.get("app.kubernetes.io/instance")) and argo_marks:
-        return f"Argo CD (Application {instance})"
-    if override == "true":
-        return "GitOps (promptalias.io/gitops=true)"
-    return None
+# ---- GitOps (detection: reconcile/gitops.py) -----------------------------------------------------
 
 
 def git_change(namespace: str, baseline: str, version: int, manager: str) -> str:

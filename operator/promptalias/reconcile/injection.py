@@ -26,12 +26,32 @@ class InjectionSettings:
     image: str = "promptalias:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     cpu_request: str = "10m"
-    memory_request: str = "32Mi"
-    memory_limit: str = "64Mi"
+    # Python + aiohttp take ~40 MiB; a swap holds the old and the new copy of every prompt in memory
+    # and in the Memory-backed volume (charged to the sidecar): room for a few MiB of prompts.
+    memory_request: str = "64Mi"
+    memory_limit: str = "160Mi"
+    volume_size: str = "32Mi"
 
 
 def wants_injection(annotations: Mapping[str, str] | None) -> bool:
     return (annotations or {}).get(INJECT_ANNOTATION) == "true"
+
+
+def projection_names(annotations: Mapping[str, str] | None) -> list[str]:
+    """The projection ConfigMaps named by `promptalias.io/prompts` (comma-separated)."""
+    return [n.strip() for n in (annotations or {}).get(PROMPTS_ANNOTATION, "").split(",") if n.strip()]
+
+
+def injection_warnings(annotations: Mapping[str, str] | None) -> list[str]:
+    """Admission warnings for an injection that would start but probably never become ready."""
+    if not wants_injection(annotations) or projection_names(annotations):
+        return []
+    return [
+        f"{INJECT_ANNOTATION}=true without {PROMPTS_ANNOTATION}: the sidecar will list and watch every "
+        "projection ConfigMap of the namespace, which needs list/watch on configmaps; with per-app RBAC "
+        "(the chart's sidecarRbac grants only resourceNames) it never becomes ready and the pod never "
+        f"starts. Name the projections: {PROMPTS_ANNOTATION}: promptalias-<PromptAlias name>[,...]"
+    ]
 
 
 def _sidecar(settings: InjectionSettings, names: list[str]) -> dict[str, Any]:
@@ -91,7 +111,7 @@ def inject(
     init = [dict(c) for c in pod_spec.get("initContainers") or []]
     if any(c.get("name") == SIDECAR_NAME for c in init):
         return None  # already injected (idempotent on retries and re-admission)
-    names = [n.strip() for n in (annotations or {}).get(PROMPTS_ANNOTATION, "").split(",") if n.strip()]
+    names = projection_names(annotations)
     containers = []
     for container in pod_spec.get("containers") or []:
         updated = copy.deepcopy(dict(container))
@@ -112,7 +132,9 @@ def inject(
         containers.append(updated)
     volumes = [dict(v) for v in pod_spec.get("volumes") or []]
     if not any(v.get("name") == VOLUME_NAME for v in volumes):
-        volumes.append({"name": VOLUME_NAME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
+        volumes.append(
+            {"name": VOLUME_NAME, "emptyDir": {"medium": "Memory", "sizeLimit": settings.volume_size}}
+        )
     return {
         "initContainers": [_sidecar(settings, names), *init],
         "containers": containers,

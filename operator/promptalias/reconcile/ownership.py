@@ -11,9 +11,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
-OWNER_TAG_PREFIX: Final = "promptalias.io/owner."
+from promptalias.vocabulary import OWNER_TAG_PREFIX
 
 
 def owner_tag_key(alias: str) -> str:

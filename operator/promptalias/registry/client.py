@@ -27,10 +27,10 @@ from promptalias.registry.errors import (
     RegistryProtocolError,
     RegistryTLSError,
     RegistryUnavailable,
+    describe_body,
     error_from_response,
     not_a_prompt,
 )
-from promptalias.registry.errors import quote as quote_text
 from promptalias.registry.models import (
     IS_PROMPT_TAG,
     PromptState,
@@ -48,6 +48,10 @@ WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"  # mlflow.utils.workspace_utils.WORKSPAC
 _PROMPT_FILTER = f"tags.`{IS_PROMPT_TAG}` = 'true'"
 _VERSION_FILTER_TAG = f"tag.`{IS_PROMPT_TAG}` = 'true'"
 _SEARCH_PAGE = 1000  # the server's cap for registered-models/search
+# Bounded reads: no answer of MLflow's REST API the operator uses comes near this (a prompt version
+# is at most a ConfigMap's 1 MiB to be projected; a search page is 1000 prompts with their tags).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+MAX_PAGES = 100  # search/list: at most 100 pages of 1000 (a server repeating a page token stops too)
 
 
 class MlflowRegistry:
@@ -211,16 +215,19 @@ class MlflowRegistry:
         flt = _PROMPT_FILTER if not filter_string else f"{_PROMPT_FILTER} AND {filter_string}"
         found: list[PromptState] = []
         token: str | None = None
-        while len(found) < limit:
+        seen: set[str] = set()
+        for _page in range(MAX_PAGES):
+            if len(found) >= limit:
+                break
             query = {"filter": flt, "max_results": str(min(_SEARCH_PAGE, limit - len(found)))}
             if token:
                 query["page_token"] = token
             data = await self._json("GET", f"{API}/registered-models/search", call, query=query)
             found.extend(parse_prompt(item, call) for item in data.get("registered_models") or [])
-            token = data.get("next_page_token") or None
+            token = _next_token(data, seen, call)
             if token is None:
                 break
-        return found
+        return found[:limit]
 
     async def list_versions(self, name: str) -> list[PromptVersion]:
         """Every version of a prompt, oldest first: one GET model-versions/search per 1000
@@ -229,15 +236,21 @@ class MlflowRegistry:
         flt = f"name = '{_quote_filter(name)}' AND {_VERSION_FILTER_TAG}"
         versions: list[PromptVersion] = []
         token: str | None = None
-        while True:
+        seen: set[str] = set()
+        for _page in range(MAX_PAGES):
             query = {"filter": flt, "max_results": str(_SEARCH_PAGE)}
             if token:
                 query["page_token"] = token
             data = await self._json("GET", f"{API}/model-versions/search", call, query=query)
             versions.extend(parse_version(item, call) for item in data.get("model_versions") or [])
-            token = data.get("next_page_token") or None
+            token = _next_token(data, seen, call)
             if token is None:
                 break
+        else:
+            raise RegistryProtocolError(
+                f"MLflow at {call.uri} kept paging {call.op}{call.subject()} past {MAX_PAGES * _SEARCH_PAGE} "
+                "versions: refusing to read more"
+            )
         for v in versions:
             self.cache.put(self._key(name, v.version), v)
         return sorted(versions, key=lambda v: v.version)
@@ -323,8 +336,7 @@ class MlflowRegistry:
             data = json.loads(raw) if raw.strip() else {}
         except ValueError:
             raise RegistryProtocolError(
-                f"MLflow at {call.uri} answered {call.op} with invalid JSON "
-                f"({quote_text(raw.decode('utf-8', 'replace'))!r}): "
+                f"MLflow at {call.uri} answered {call.op} with invalid JSON ({describe_body(raw)}): "
                 "check that tracking_uri points at the MLflow server itself"
             ) from None
         if not isinstance(data, dict):
@@ -355,7 +367,7 @@ class MlflowRegistry:
                 method, URL(url, encoded=True), json=body, allow_redirects=False
             ) as response:
                 status = response.status
-                raw = await response.read()
+                raw = await _read_bounded(response, call)
                 content_type = response.content_type
                 location = response.headers.get("Location", "")
                 retry_after = response.headers.get("Retry-After")
@@ -405,6 +417,39 @@ class MlflowRegistry:
                 status=status,
             )
         return raw
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, call: Call) -> bytes:
+    """The body, refusing answers over MAX_RESPONSE_BYTES (declared or actual) without reading on."""
+    declared = response.content_length
+    if declared is not None and declared > MAX_RESPONSE_BYTES:
+        raise _too_large(call, declared)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise _too_large(call, size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(call: Call, size: int) -> RegistryProtocolError:
+    return RegistryProtocolError(
+        f"MLflow at {call.uri} answered {call.op}{call.subject()} with more than {MAX_RESPONSE_BYTES} bytes "
+        f"({size}); refusing to read it: check that tracking_uri is the MLflow server"
+    )
+
+
+def _next_token(data: dict[str, Any], seen: set[str], call: Call) -> str | None:
+    token = data.get("next_page_token") or None
+    if token is None:
+        return None
+    token = str(token)
+    if token in seen:
+        raise RegistryProtocolError(f"MLflow at {call.uri} repeated a page token during {call.op}: stopping")
+    seen.add(token)
+    return token
 
 
 def _tls_reason(exc: aiohttp.ClientSSLError) -> str:

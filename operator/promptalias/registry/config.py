@@ -9,6 +9,18 @@ from urllib.parse import urlsplit
 DEFAULT_TIMEOUT_S = 5.0
 
 
+def secret_text(value: bytes, what: str) -> str:
+    """A Secret value as text. Raises ValueError naming `what`, never quoting a byte of the value
+    (a UnicodeDecodeError's message would show the offending byte and its position)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{what} is not UTF-8 text ({len(value)} bytes): store the value itself, not a binary or "
+            "base64-of-base64 form (kubectl create secret generic --from-literal=...)"
+        ) from None
+
+
 @dataclass(frozen=True, repr=False)
 class RegistryConfig:
     """Connection settings for one MLflow server.

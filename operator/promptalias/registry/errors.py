@@ -2,6 +2,11 @@
 
 Every message says what happened and what to do next, names the server by its URL (which
 `RegistryConfig` guarantees holds no credentials) and never includes a credential.
+
+Server text reaches status and Events only when it is MLflow's own error format
+(`{"error_code": "...", "message": "..."}`), with control characters removed and at most 300
+characters. Any other body is described (its size), never quoted: a PromptRegistry `trackingUri`
+may point at an internal service, and its answers must not be readable back through status (SSRF).
 """
 
 from __future__ import annotations
@@ -106,8 +111,14 @@ class Call:
 
 
 def quote(text: str) -> str:
-    text = " ".join(text.split())
+    """Server text fit for a status message: printable characters only, whitespace collapsed, cut."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
     return text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…"
+
+
+def describe_body(body: bytes) -> str:
+    """A body that is not MLflow's, described without quoting it (see the module docstring)."""
+    return f"a {len(body)}-byte answer that is not MLflow's (not shown)" if body else "an empty answer"
 
 
 def parse_error_body(body: bytes) -> tuple[str | None, str]:
@@ -116,14 +127,11 @@ def parse_error_body(body: bytes) -> tuple[str | None, str]:
     try:
         data: Any = json.loads(text)
     except ValueError:
-        return None, quote(text)
-    if isinstance(data, dict):
-        code = data.get("error_code")
+        return None, describe_body(body)
+    if isinstance(data, dict) and isinstance(data.get("error_code"), str):
         message = data.get("message")
-        return (code if isinstance(code, str) else None), quote(
-            str(message if message is not None else text)
-        ).rstrip(".")
-    return None, quote(text)
+        return data["error_code"], quote(str(message if message is not None else "")).rstrip(".")
+    return None, describe_body(body)
 
 
 def prompt_not_found(call: Call) -> PromptNotFound:
@@ -223,9 +231,9 @@ def error_from_response(
     if code is None:
         # Not MLflow's JSON error format: a proxy, a login page, or a wrong base path.
         return RegistryProtocolError(
-            f"{call.uri} answered HTTP {status} to {call.op} with a body that is not an MLflow error "
-            f"({message!r}): check that tracking_uri is the MLflow server's base URL, including any path "
-            "prefix, and that no proxy in front of it intercepts API calls",
+            f"{call.uri} answered HTTP {status} to {call.op} with {message}: check that tracking_uri "
+            "is the MLflow server's base URL, including any path prefix, and that no proxy in front of "
+            "it intercepts API calls",
             status=status,
         )
     if code == "RESOURCE_DOES_NOT_EXIST" and call.workspace and message.startswith("Workspace"):

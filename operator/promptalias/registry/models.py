@@ -208,6 +208,12 @@ def parse_version(payload: Any, call: Call) -> PromptVersion:
 def parse_server_version(body: bytes, call: Call) -> str:
     text = body.decode("utf-8", errors="replace").strip()
     head = text.split(".", 1)[0]
-    if not head.isdigit() or len(text) > 64 or "." not in text:
-        raise _protocol(call, f"/version answered {text[:64]!r}, not a version number")
+    if (
+        not head.isdigit()
+        or len(text) > 64
+        or "." not in text
+        or not all(c.isalnum() or c in ".-+" for c in text)
+    ):
+        # Not quoted: trackingUri may point at an internal service (registry/errors.py).
+        raise _protocol(call, f"/version answered {len(body)} bytes that are not a version number")
     return text

@@ -108,6 +108,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     if value is None:
         lowered = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    if value is not None:
+        try:
+            value.encode("utf-8")  # HTTP servers decode raw header bytes with surrogateescape
+        except UnicodeEncodeError:
+            raise DeliveryRejected(400, "Malformed", f"the {name} header is not UTF-8") from None
     return value
 
 
