@@ -80,11 +80,8 @@ def is_ready(status: dict[str, Any]) -> bool:
 
 def _register(bed: Testbed, client: Any, prompt: str) -> None:
     """invoice-parser v1-v3 in MLflow, each tagged approved (the story's policy)."""
-    import mlflow.genai
-
-    mlflow.set_registry_uri(bed.mlflow_uri)
-    for n in range(1, 4):
-        version = mlflow.genai.register_prompt(name=prompt, template=f"v{n}: parse {{{{text}}}}")
+    for n in range(1, 4):  # the client's own URIs: no global MLflow state changes for other tests
+        version = client.register_prompt(name=prompt, template=f"v{n}: parse {{{{text}}}}")
         client.set_prompt_version_tag(prompt, version.version, "approved", "true")
 
 
