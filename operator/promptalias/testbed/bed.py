@@ -221,6 +221,12 @@ class Testbed:
         self._record(os.getpid())
         return server
 
+    def stop_extra_mlflow(self, server: MlflowServer) -> None:
+        """Stop one server started by `start_extra_mlflow` before the testbed stops."""
+        server.stop()
+        if server in self.extra_mlflows:
+            self.extra_mlflows.remove(server)
+
     def stop(self) -> None:
         if self.node is not None:
             self.node.stop()
