@@ -18,13 +18,22 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 # Only what the wheel is built from (see .dockerignore): a change to tests or docs keeps the cache.
 COPY pyproject.toml README.md ./
+# Dependencies first, in their own layer, so a code change does not reinstall them. `python3 -m venv`
+# + the venv's own pip work on the official python image and on a plain Debian base with
+# python3-venv (the testbed's daemonless buildah build, docs/node.md), which has no system pip.
+RUN python3 -m venv /opt/promptalias \
+ && python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+      > /tmp/requirements.txt \
+ && /opt/promptalias/bin/pip install -r /tmp/requirements.txt
 COPY operator/ operator/
-RUN python -m pip wheel --no-deps --wheel-dir /dist . \
- && python -m venv /opt/promptalias \
- && /opt/promptalias/bin/pip install /dist/promptalias-*.whl \
+# The wheel, then the checks; pip and setuptools leave the venv (no build tools at runtime).
+RUN /opt/promptalias/bin/pip wheel --no-deps --wheel-dir /dist . \
+ && /opt/promptalias/bin/pip install --no-deps /dist/promptalias-*.whl \
  && /opt/promptalias/bin/pip check \
  && /opt/promptalias/bin/promptalias --help >/dev/null \
- && /opt/promptalias/bin/python -c "import promptalias.client"
+ && /opt/promptalias/bin/python -c "import promptalias.client" \
+ && /opt/promptalias/bin/python -m pip uninstall -q -y pip setuptools \
+ && find /opt/promptalias -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0

@@ -8,13 +8,14 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane lint typecheck crds crds-check test unit integration demo bench soak clean
+.PHONY: help venv controlplane node lint typecheck crds crds-check test unit integration demo bench soak clean
 
 help:
 	@echo "make demo   - run the invoice-parser story on a local control plane + MLflow"
 	@echo "make test   - lint, type-check and run every test (unit, integration, e2e) on the real testbed"
 	@echo "make bench  - benchmarks; writes bench-results/ (JSON, Markdown, plots)"
 	@echo "make soak   - fault storm (operator SIGKILLs, MLflow freezes): convergence time, history checks"
+	@echo "make node   - build the node (kubelet, kube-proxy, kube-scheduler) and its images (root)"
 	@echo "make crds   - regenerate crds/ from the pydantic models"
 	@echo "make clean  - stop a running testbed and remove the virtualenv and caches"
 
@@ -33,6 +34,14 @@ controlplane: venv
 	@$(BIN)/promptalias testbed build >/dev/null
 	@$(BIN)/python -m promptalias.testbed.tools build >/dev/null
 
+# The node (kubelet, kube-proxy, kube-scheduler, containerd from Debian) and the images it runs
+# (built with buildah, no Docker): needs root; cached in ~/.cache/promptalias (docs/node.md).
+node: venv controlplane
+	@if [ "$$(id -u)" = 0 ] && [ "$${PROMPTALIAS_NODE:-1}" != 0 ]; then \
+	  echo "==> node: kubelet/kube-proxy/kube-scheduler + images (built once, then cached; cold: ~15-25 min)"; \
+	  $(BIN)/promptalias testbed build --node >/dev/null; \
+	else echo "==> node: skipped (needs root; PROMPTALIAS_NODE=0 disables it): tests/node will be skipped"; fi
+
 lint: venv
 	@echo "==> ruff"
 	@$(BIN)/ruff check .
@@ -50,7 +59,7 @@ crds-check: venv
 	@$(BIN)/python -m promptalias.api.crdgen --out crds --check
 	@hack/tools/sync-chart-crds.sh --check
 
-test: venv controlplane lint typecheck
+test: venv controlplane node lint typecheck
 	@echo "==> [3/3] tests: unit, then integration and e2e on a real kube-apiserver + MLflow"
 	@$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
@@ -65,6 +74,8 @@ demo: venv controlplane
 
 bench: venv controlplane
 	@$(BIN)/python -m benchmarks.run
+	@test "$${BENCH_SCALE:-1}" = 0 || $(BIN)/python -m benchmarks.scale
+	@$(BIN)/python -m benchmarks.analysis_sim
 
 soak: venv controlplane
 	@$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)

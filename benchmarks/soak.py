@@ -6,7 +6,7 @@ One testbed (kube-apiserver, etcd, kube-controller-manager, `mlflow server`), on
 (driftPolicy Enforce, historyLimit 100) and its operator(s). Each round patches spec.version
 `--moves` times at random intervals while, at random moments, the (active) operator is SIGKILLed and
 restarted, MLflow is frozen (SIGSTOP of its process group for 3-8 s, then SIGCONT) and once stopped
-and started again. A thread polls MLflow's alias every 20 ms and records every version it holds.
+and started again. A thread polls MLflow's alias every 250 ms and records every version it holds.
 
 After the last fault the round waits until MLflow, the status (Ready, resolvedVersion,
 appliedVersion, no pendingMove) and the projection ConfigMap all show the last desired version, and
@@ -42,6 +42,11 @@ PROMPT = "soak-prompt"
 ALIAS = "production"
 VERSIONS = 8
 PEERING = "soak"
+MAX_MOVES = 90
+# How often the watcher reads MLflow's alias. Not faster: a one-worker sqlite MLflow on a loaded
+# machine saturates at a few tens of requests per second, and then the operator's own requests time
+# out (20 ms made the operator spend most of a storm in backoff).
+POLL_S = 0.25
 
 
 def progress(message: str) -> None:
@@ -74,7 +79,7 @@ class AliasWatcher(threading.Thread):
                 version = None  # frozen or stopped: nothing new to see
             if version is not None and (not self.held or self.held[-1] != version):
                 self.held.append(version)
-            time.sleep(0.02)
+            time.sleep(POLL_S)
 
 
 class Operators:
@@ -100,16 +105,16 @@ class Operators:
 
     def start(self) -> None:
         for proc in self.procs:
-            proc.start()
+            proc.start(timeout=600)
 
     def kill_active(self, rng: random.Random) -> None:
+        """SIGKILL the active replica (the highest priority one: it is active whenever it runs);
+        the standby takes over until it is back, then hands over again."""
         victim = self.procs[self.active]
         victim.kill()
         self.kills += 1
-        if len(self.procs) > 1:
-            self.active = (self.active + 1) % len(self.procs)  # the standby takes over ...
         time.sleep(rng.uniform(0.2, 2.0))
-        victim.start()  # ... and the killed one comes back as a standby (or the only one)
+        victim.start(timeout=600)
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -203,24 +208,33 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
         faults.sort()
         fault_log: list[str] = []
 
+        fault_errors: list[str] = []
+
         def inject() -> None:
             started = time.monotonic()
             for at, kind in faults:
                 time.sleep(max(0.0, at - (time.monotonic() - started)))
-                if kind == "kill":
-                    ops.kill_active(rng)
-                elif kind == "freeze":
-                    freeze(bed, rng.uniform(3, 8))
-                else:
-                    bed.mlflow.stop()
-                    time.sleep(rng.uniform(1, 3))
-                    bed.mlflow.start()
+                try:
+                    if kind == "kill":
+                        ops.kill_active(rng)
+                    elif kind == "freeze":
+                        freeze(bed, rng.uniform(3, 8))
+                    else:
+                        bed.mlflow.stop()
+                        time.sleep(rng.uniform(1, 3))
+                        bed.mlflow.start(timeout_s=600)  # a loaded machine starts MLflow slowly
+                except Exception as exc:  # noqa: BLE001 -- reported with the round, not hidden
+                    fault_errors.append(f"{kind}: {exc}")
                 fault_log.append(f"{time.monotonic() - started:.1f}s {kind}")
 
         injector = threading.Thread(target=inject, name="faults", daemon=True)
         injector.start()
         desired = 1
-        for _ in range(args.moves):
+        made = 0
+        # At least --moves quick moves; then one every ~2 s while faults are still being injected
+        # (at most MAX_MOVES in all, so the whole story fits historyLimit 100).
+        while made < args.moves or (injector.is_alive() and made < MAX_MOVES):
+            made += 1
             desired = rng.choice([v for v in range(1, VERSIONS + 1) if v != desired])
             for _attempt in range(50):  # the apiserver stays up; retry only its rare conflicts
                 try:
@@ -228,20 +242,32 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
                     break
                 except Exception:  # noqa: BLE001
                     time.sleep(0.1)
-            time.sleep(rng.uniform(0.05, 0.6))
+            time.sleep(rng.uniform(0.05, 0.6) if made < args.moves else rng.uniform(1.0, 3.0))
         injector.join()
         last_fault = time.monotonic()
-        wait_until(lambda: converged(kube, watcher, desired), 300, f"convergence on version {desired}", 0.1)
+        not_converged: list[str] = []
+        try:
+            wait_until(
+                lambda: converged(kube, watcher, desired), 300, f"convergence on version {desired}", 0.1
+            )
+        except RuntimeError as exc:  # reported with the round (with the status it ended in)
+            ready = [
+                c
+                for c in kube.status(NAMESPACE, ALIASES, name).get("conditions") or []
+                if c["type"] == "Ready"
+            ]
+            not_converged.append(f"{exc}; Ready: {ready[0].get('reason') if ready else None}")
         convergence = time.monotonic() - last_fault
         time.sleep(1.0)  # let the watcher see the final state once more
         watcher.stopped.set()
         watcher.join()
         history = kube.status(NAMESPACE, ALIASES, name).get("history") or []
-        problems = chain_problems(history, watcher.held)
+        problems = chain_problems(history, watcher.held) + [f"fault failed: {e}" for e in fault_errors]
+        problems += not_converged
         return {
             "seed": seed,
             "replicas": args.replicas,
-            "moves": args.moves,
+            "moves": made,
             "kills": ops.kills,
             "faults": fault_log,
             "desired": desired,
@@ -268,6 +294,29 @@ def one_round(bed: Testbed, kube: Kube, args: argparse.Namespace, seed: int, log
             ops.stop()
 
 
+def _start_testbed(attempts: int = 3) -> Testbed:
+    """Testbed.start, again when MLflow was too slow to start on a loaded machine (where MLflow may
+    take minutes: the soak waits up to 10 minutes for each start instead of the testbed's 90 s)."""
+    from promptalias.testbed.errors import TestbedError
+    from promptalias.testbed.mlflowserver import MlflowServer
+
+    original = MlflowServer.start
+
+    def patient(self: MlflowServer, timeout_s: float = 600) -> None:
+        original(self, max(timeout_s, 600))
+
+    MlflowServer.start = patient  # type: ignore[method-assign]
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return Testbed.start()
+        except TestbedError as exc:
+            if attempt == attempts:
+                raise
+            progress(f"testbed start failed ({str(exc).splitlines()[0]}); trying again")
+    raise AssertionError("unreachable")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("SOAK_ROUNDS", "3")))
@@ -284,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow.genai
 
     progress("starting the testbed")
-    bed = Testbed.start()
+    bed = _start_testbed()
     results: list[dict[str, Any]] = []
     try:
         os.environ["MLFLOW_TRACKING_URI"] = bed.mlflow_uri
@@ -305,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"round {i + 1}/{opts.rounds}, {replicas} replica(s), seed {seed}")
             result = one_round(bed, kube, round_args, seed, logs)
             results.append(result)
+            opts.out.write_text(json.dumps({"rounds": results}, indent=2) + "\n")  # so far
             progress(
                 f"  converged {result['convergence_s']} s after the last fault; "
                 f"{result['history_entries']} history entries; problems: {result['problems'] or 'none'}"

@@ -86,9 +86,16 @@ def mlflow_client(testbed: Testbed) -> Any:
 
 
 @pytest.fixture(scope="session")
-def basic_auth_mlflow(testbed: Testbed) -> MlflowServer:
-    """A second MLflow server with `--app-name basic-auth`; admin user `admin`, `.admin_password`."""
-    return testbed.start_extra_mlflow(basic_auth=True)
+def basic_auth_mlflow(testbed: Testbed) -> Iterator[MlflowServer]:
+    """A second MLflow server with `--app-name basic-auth`; admin user `admin`, `.admin_password`.
+
+    Stopped after the test: each MLflow server is ~10 processes and ~300 MB, and a session that
+    kept one per test would starve the servers started after it."""
+    server = testbed.start_extra_mlflow(basic_auth=True)
+    try:
+        yield server
+    finally:
+        testbed.stop_extra_mlflow(server)
 
 
 # ---- the operator as a real process ---------------------------------------------------------------

@@ -250,6 +250,58 @@ VALID: list[tuple[str, str, dict[str, Any]]] = [
             }
         },
     ),
+    (
+        "pexp-analysis",
+        "PromptExperiment",
+        {
+            "spec": {
+                "analysis": {
+                    "interval": "30s",
+                    "minSamples": 500,
+                    "maxDuration": "24h",
+                    "onInconclusive": "Abort",
+                    "alpha": 0.01,
+                    "power": 0.9,
+                    "metrics": [
+                        {
+                            "name": "thumbs-up",
+                            "role": "Success",
+                            "direction": "Higher",
+                            "minimumEffect": 0.05,
+                            "mlflowFeedback": {
+                                "experiment": "invoice-parser",
+                                "name": "thumbs",
+                                "aggregation": "Rate",
+                            },
+                        },
+                        {
+                            "name": "error-rate",
+                            "role": "Guard",
+                            "direction": "Lower",
+                            "threshold": 0.02,
+                            "thresholdType": "Absolute",
+                            "prometheus": {
+                                "address": "http://127.0.0.1:9090",
+                                "count": 'sum(increase(requests_total{version="{{version}}"}[{{window}}]))',
+                                "value": (
+                                    'sum(increase(requests_total{version="{{version}}",outcome="error"}'
+                                    "[{{window}}]))"
+                                ),
+                                "timeout": "5s",
+                            },
+                        },
+                        {
+                            "name": "p95",
+                            "role": "Guard",
+                            "direction": "Lower",
+                            "threshold": 0.25,
+                            "prometheus": {"statistic": "Value", "count": "sum(a)", "value": "max(b)"},
+                        },
+                    ],
+                }
+            }
+        },
+    ),
 ]
 
 
@@ -362,6 +414,40 @@ STATUS: dict[str, Any] = {
         },
     ],
 }
+
+
+def test_analysis_status_is_stored_whole_and_parses(objects: Objects) -> None:
+    """What reconcile/analysis.decide writes (numbers, verdicts, reasons) fits the CRD unpruned."""
+    from datetime import UTC, datetime, timedelta
+
+    from promptalias.api.experiment import PromptExperiment
+    from promptalias.reconcile.analysis import ArmData, Context, MetricData, decide
+    from promptalias.reconcile.stats import Summary
+
+    name = object_name("analysis-status")
+    spec = VALID[-1][2]["spec"]
+    objects.create(build("PromptExperiment", name, {"spec": spec}), dry_run=False)
+    analysis = PromptExperiment.from_body(build("PromptExperiment", name, {"spec": spec})).spec.analysis
+    assert analysis is not None
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    rates = MetricData(
+        ArmData(n=3000, summary=Summary.rate(3000, 1500), exposures=4000),
+        ArmData(n=3000, summary=Summary.rate(3000, 1800), exposures=4000),
+    )
+    values = MetricData(ArmData(n=900, value=0.8), ArmData(n=900, value=0.82))
+    result = decide(
+        analysis,
+        {"thumbs-up": rates, "error-rate": rates, "p95": values},
+        Context(now=now, started=now - timedelta(hours=1), window_start=now, weight=50, candidate_version=4),
+    )
+    status = {"analysis": result.status.to_dict()}
+    objects.patch("PromptExperiment", name, {"status": status}, status=True)
+    stored = objects.get("PromptExperiment", name)
+    assert stored["status"]["analysis"] == status["analysis"]
+    parsed = PromptExperiment.from_body(stored).status.analysis
+    assert parsed is not None
+    assert parsed.decision == result.decision
+    assert [m.verdict for m in parsed.metrics] == [m.verdict for m in result.status.metrics]
 
 
 def test_operator_status_is_stored_whole_and_parses(objects: Objects) -> None:

@@ -360,7 +360,9 @@ def test_outage_and_recovery_on_the_same_registry(testbed: Testbed, prompt_name:
             started = time.monotonic()
             with pytest.raises(RegistryUnavailable):
                 await registry.get_prompt(prompt_name)
-            assert time.monotonic() - started < config.timeout_s + 0.5
+            # A refused connection fails at once; a bound of a few seconds says "no hidden retries"
+            # without timing a loaded machine.
+            assert time.monotonic() - started < config.timeout_s + 3
         finally:
             testbed.mlflow.start()
         assert (await registry.get_prompt(prompt_name)).aliases == {"production": 1}

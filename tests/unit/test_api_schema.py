@@ -86,7 +86,17 @@ def test_defaults_are_exactly_the_documented_ones() -> None:
     }
     assert defaults("PromptRegistry") == registry_defaults
     assert defaults("ClusterPromptRegistry") == registry_defaults
-    assert defaults("PromptExperiment") == {".spec.routingKey": "user", ".spec.suspend": False}
+    assert defaults("PromptExperiment") == {
+        ".spec.routingKey": "user",
+        ".spec.suspend": False,
+        ".spec.analysis.interval": "1m",
+        ".spec.analysis.minSamples": 100,
+        ".spec.analysis.onInconclusive": "Hold",
+        ".spec.analysis.dryRun": False,
+        ".spec.analysis.alpha": 0.05,
+        ".spec.analysis.power": 0.8,
+        ".spec.analysis.sampleRatioAlpha": 0.001,
+    }
 
 
 @pytest.mark.parametrize("kind", list(CRDS))

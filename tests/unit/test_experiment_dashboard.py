@@ -14,6 +14,7 @@ DASHBOARD = REPO / "examples" / "grafana" / "promptalias-experiments.json"
 SOURCES = [
     REPO / "operator" / "promptalias" / "client" / "_observe.py",
     REPO / "operator" / "promptalias" / "handlers" / "metrics.py",
+    REPO / "operator" / "promptalias" / "handlers" / "experiment_analysis.py",
     REPO / "operator" / "promptalias" / "sidecar" / "metrics.py",
 ]
 # Metrics used by the dashboard but not exported yet (panels using them must say "proposed").
@@ -63,7 +64,7 @@ def test_dashboard_shape(dashboard: dict[str, Any]) -> None:
         for target in panel.get("targets") or []:
             assert target["datasource"]["uid"] == "${datasource}"
     variables = {v["name"] for v in dashboard["templating"]["list"]}
-    assert variables == {"datasource", "prompt"}
+    assert variables == {"datasource", "prompt", "metric"}
 
 
 def test_every_metric_is_exported_or_marked_proposed(dashboard: dict[str, Any]) -> None:

@@ -133,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
         f"Kubernetes {version}; MLflow {state['mlflowUri']} (health: "
         f"{_get_text(state['mlflowUri'] + '/health')})"
     )
+    _info(
+        "the demo runs the operator, sidecar and app as local processes (not yet as pods); the same "
+        "story as pods on a real node is tests/node (make test, as root), and "
+        "`promptalias testbed up --node` gives you a node to `helm install` into (docs/node.md)"
+    )
     demo_dir = DETACHED_DIR / "demo"
     demo_dir.mkdir(exist_ok=True)
     env = {

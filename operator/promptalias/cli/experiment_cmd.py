@@ -1,4 +1,4 @@
-"""`promptalias experiment status|promote|abort|resume NAME [-n NS]` (also `kubectl promptalias ...`).
+"""`promptalias experiment status|promote|abort|resume|analyse NAME [-n NS]` (also kubectl promptalias).
 
 promote, abort and resume are requests the operator carries out: the command sets an annotation on
 the PromptExperiment (`promptalias.io/promote`, `/abort`, `/resume`), the controller acts and removes
@@ -27,6 +27,16 @@ from promptalias.reconcile.timestamps import format_timestamp, parse_timestamp
 from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION, RESUME_ANNOTATION
 
 HISTORY_HEADERS: Final = ("TIME", "REASON", "PHASE", "WEIGHT", "STEP", "ACTOR", "MESSAGE")
+ANALYSIS_HEADERS: Final = (
+    "METRIC",
+    "ROLE",
+    "BASELINE",
+    "CANDIDATE",
+    "EFFECT",
+    "CONFIDENCE SEQ.",
+    "P",
+    "VERDICT",
+)
 LIST_HEADERS: Final = ("NAME", "BASELINE", "CANDIDATE", "PHASE", "WEIGHT", "STEP", "READY", "AGE")
 _STALLED: Final = frozenset(
     {
@@ -108,6 +118,67 @@ def history_rows(history: Sequence[Mapping[str, Any]]) -> str:
     return render_table(HISTORY_HEADERS, rows)
 
 
+def _number(value: Any, effect_type: str | None = None) -> str:
+    if value is None:
+        return "-"
+    number = float(value)
+    if effect_type == "Relative":
+        return f"{number * 100:+.1f}%"
+    if effect_type == "Absolute":
+        return f"{number:+.4g}"
+    return f"{number:.4g}"
+
+
+def _arm_text(arm: Mapping[str, Any] | None) -> str:
+    if not arm:
+        return "-"
+    return f"v{_text(arm.get('version'))} {_number(arm.get('value'))} (n={arm.get('samples', 0)})"
+
+
+def analysis_text(analysis: Mapping[str, Any]) -> str:
+    """The analysis block of `status`: the decision, its reason and one row per metric."""
+    decision = str(analysis.get("decision") or "-")
+    if analysis.get("dryRun"):
+        decision += " (dry run)"
+    lines = [
+        f"Analysis: {decision}, look {analysis.get('looks', 0)} at {_text(analysis.get('lastAnalysisTime'))}"
+        f" (samples since {_text(analysis.get('windowStart'))}, weight {_text(analysis.get('weight'))}%)",
+        f"  {analysis.get('reason') or ''}",
+    ]
+    ratio = analysis.get("sampleRatio")
+    if ratio:
+        lines.append(
+            f"  Sample ratio: {ratio.get('baseline')} / {ratio.get('candidate')} "
+            f"(candidate {_number(ratio.get('observedShare'))}, "
+            f"expected {_number(ratio.get('expectedShare'))}, p={_number(ratio.get('pValue'))})"
+        )
+    rows = []
+    for metric in analysis.get("metrics") or []:
+        arms = {arm.get("arm"): arm for arm in metric.get("arms") or []}
+        kind = metric.get("effectType")
+        interval = (
+            f"[{_number(metric.get('lower'), kind)}, {_number(metric.get('upper'), kind)}]"
+            if metric.get("lower") is not None
+            else "-"
+        )
+        rows.append(
+            [
+                _text(metric.get("name")),
+                _text(metric.get("role")),
+                _arm_text(arms.get("baseline")),
+                _arm_text(arms.get("candidate")),
+                _number(metric.get("effect"), kind),
+                interval,
+                _number(metric.get("pValue")),
+                _text(metric.get("verdict")),
+            ]
+        )
+    text = "\n".join(lines) + "\n"
+    if rows:
+        text += render_table(ANALYSIS_HEADERS, rows)
+    return text
+
+
 def describe(obj: Mapping[str, Any], baseline: Mapping[str, Any] | None, now: datetime) -> str:
     """The `status` report of one experiment."""
     name = f"{dig(obj, 'metadata', 'namespace')}/{dig(obj, 'metadata', 'name')}"
@@ -153,6 +224,9 @@ def describe(obj: Mapping[str, Any], baseline: Mapping[str, Any] | None, now: da
             )
     history = dig(obj, "status", "history") or []
     text = "\n".join(lines) + "\n"
+    analysis = dig(obj, "status", "analysis")
+    if analysis:
+        text += "\n" + analysis_text(analysis)
     if history:
         text += "\nHistory:\n" + history_rows(history)
     return text
@@ -323,6 +397,65 @@ def cmd_resume(args: argparse.Namespace, cluster: Cluster) -> int:
     return EXIT_OK
 
 
+def cmd_analyse(args: argparse.Namespace, cluster: Cluster) -> int:
+    """One analysis now, from this machine, printed; never acts (the operator does)."""
+    if not args.dry_run:
+        raise CliError(
+            "the operator acts on its own analysis every spec.analysis.interval; this command only shows "
+            "what it would decide now",
+            f"run `promptalias experiment analyse {args.name} --dry-run`",
+        )
+    import os
+
+    from promptalias.api.experiment import PromptExperiment
+    from promptalias.cli.registry_access import config_from_registry, registry_of_alias, run_registry
+    from promptalias.reconcile.analysis import Context, decide, experiment_started, split_count, split_start
+    from promptalias.reconcile.experiment import Baseline
+    from promptalias.sources.observe import observe
+
+    namespace = namespace_of(args, cluster)
+    obj = _get(cluster, namespace, args.name)
+    exp = PromptExperiment.from_body(obj)
+    analysis = exp.spec.analysis
+    if analysis is None:
+        raise CliError(f"PromptExperiment {args.name} has no spec.analysis", "add one (docs/experiments.md)")
+    base_obj = _baseline(cluster, namespace, obj)
+    if base_obj is None:
+        raise CliError(f"the baseline PromptAlias {exp.spec.baseline.name} was not found", "create it")
+    baseline = Baseline(
+        namespace=namespace,
+        name=exp.spec.baseline.name,
+        prompt=str(dig(base_obj, "spec", "prompt")),
+        alias=str(dig(base_obj, "spec", "alias")),
+        version=dig(base_obj, "spec", "version"),
+        resolved_version=dig(base_obj, "status", "resolvedVersion"),
+    )
+    now = datetime.now(UTC)
+    history = exp.status.history
+    ctx = Context(
+        now=now,
+        started=experiment_started(history, now),
+        window_start=split_start(history, now),
+        weight=exp.status.current_weight or 0,
+        splits=split_count(len(exp.spec.steps)) if exp.spec.steps else 1,
+        baseline_version=baseline.resolved_version,
+        candidate_version=exp.spec.candidate.version,
+        looks=exp.status.analysis.looks if exp.status.analysis else 0,
+    )
+    config = config_from_registry(
+        registry_of_alias(cluster, base_obj), os.environ, args.registry_uri, args.timeout
+    )
+    observed = run_registry(
+        config, lambda registry: observe(analysis.metrics, ctx, baseline, exp.spec.candidate.alias, registry)
+    )
+    result = decide(analysis.model_copy(update={"dry_run": True}), observed, ctx)
+    if args.output != "table":
+        output(result.status.to_dict(), args.output)
+    else:
+        print(analysis_text(result.status.to_dict()), end="")
+    return EXIT_OK
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `experiment status|promote|abort|resume`."""
     common = cluster_options()
@@ -355,3 +488,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     resume.add_argument("name")
     resume.set_defaults(func=with_cluster(cmd_resume))
+    analyse = actions.add_parser(
+        "analyse",
+        parents=[common],
+        help="run one analysis of spec.analysis now and print it (--dry-run: nothing moves)",
+    )
+    analyse.add_argument("name")
+    analyse.add_argument("--dry-run", action="store_true", help="required: the CLI never acts")
+    analyse.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    analyse.add_argument("--registry-uri", help="MLflow URI to use instead of the registry's trackingUri")
+    analyse.add_argument("--timeout", type=float, default=10.0, help="seconds per MLflow request")
+    analyse.set_defaults(func=with_cluster(cmd_analyse))

@@ -27,6 +27,7 @@ from promptalias.api.experiment import ExperimentPhase, PromptExperiment, Prompt
 from promptalias.api.promptalias import PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.authority import refuse_write
+from promptalias.handlers.experiment_analysis import analysis_hook
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, Worker, World, snapshot_key
@@ -558,6 +559,11 @@ class ExperimentPass:
                     promotion_requested_entry(progress, self.now, baseline, cand_version, promote_actor, how)
                 )
 
+        hook = await analysis_hook(  # spec.analysis (handlers/experiment_analysis.py)
+            kube=self.world.kube, exp=self.exp, namespace=self.namespace, name=self.name,
+            now=self.now, progress=progress, baseline=baseline, client=client,
+        )  # fmt: skip
+        self.extra.extend(hook.history)
         block = None
         if progress.publishes:
             block = projection_block(
@@ -575,8 +581,9 @@ class ExperimentPass:
             reconciling=reconciling is not None,
             reconciling_reason=str(reconciling) if reconciling is not None else None,
         )
+        outcome = hook.apply(outcome)
         delay = progress.wake_after if progress.wake_after is not None else self.recheck_s
-        return await self._finish(progress, outcome, delay=min(delay, self.recheck_s))
+        return await self._finish(progress, outcome, delay=hook.delay(min(delay, self.recheck_s)))
 
     def _remember_alias(
         self, client: MlflowRegistry, state: PromptState, alias: str, version: int, *, claim: bool

@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from promptalias.handlers.experiment_analysis import write_gauges
 from promptalias.prometheus import TextWriter
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Metrics:
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)
         out.sample("promptalias_reconcile_duration_seconds_count", {}, self.duration_count)
         out.metric("promptalias_up", "gauge", "The operator process is running.", [({}, self.up)])
+        write_gauges(out)  # spec.analysis (handlers/experiment_analysis.py)
         return out.render()
 
 

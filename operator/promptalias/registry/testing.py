@@ -73,7 +73,7 @@ def spawn_mlflow_server(
     run_dir: Path,
     *extra_args: str,
     tls: tuple[Path, Path, Path] | None = None,
-    timeout_s: float = 90,
+    timeout_s: float = 180,
 ) -> Iterator[str]:
     """Run a throwaway `mlflow server` on 127.0.0.1 (sqlite in `run_dir`) with extra CLI flags;
     yield its URI. `tls=(cert, key, ca)` serves https. For variants the shared testbed does not

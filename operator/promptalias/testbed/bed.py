@@ -19,7 +19,11 @@ from pathlib import Path
 from promptalias.testbed.build import K8S_VERSION, ensure_binaries
 from promptalias.testbed.controlplane import ControlPlane
 from promptalias.testbed.errors import TestbedError
+from promptalias.testbed.images import NodeImages, ensure_images
 from promptalias.testbed.mlflowserver import MlflowServer
+from promptalias.testbed.node import NODE_IP, NODE_NAME, Node, claim_node, cleanup_node, ensure_host_packages
+from promptalias.testbed.nodebuild import NodeBinaries, ensure_node_binaries
+from promptalias.testbed.ports import LOOPBACK
 from promptalias.testbed.procs import DETACHED, RUN_PREFIX, RUN_ROOT, kill_group, reap_orphans, write_owner
 from promptalias.testbed.progress import say, step
 
@@ -44,14 +48,30 @@ class Testbed:
     controlplane: ControlPlane | None = None
     server_version: str = "unknown"
     extra_mlflows: list[MlflowServer] = field(default_factory=list)
+    node: Node | None = None
+    node_ready_seconds: float = 0.0
+    images_import_seconds: float = 0.0
+    images: NodeImages | None = None
 
     @property
     def mlflow_uri(self) -> str:
         return self.mlflow.uri
 
     @classmethod
-    def start(cls, *, detached: bool = False) -> Testbed:
+    def start(cls, *, detached: bool = False, node: bool = False, node_wait_s: float = 0) -> Testbed:
+        """Start a testbed; `node=True` adds a real node (kubelet, containerd, scheduler, proxy).
+
+        A node needs root, Debian packages (installed with apt-get when missing), node binaries
+        and images (built once, then cached); only one node runs per machine, so a second
+        testbed with a node waits up to `node_wait_s` for the first to go.
+        """
         tied = not detached
+        images: NodeImages | None = None
+        node_binaries: NodeBinaries | None = None
+        if node:
+            ensure_host_packages()
+            node_binaries = ensure_node_binaries()
+            images = ensure_images()
         if detached:
             if DETACHED_DIR.exists():
                 raise TestbedError(
@@ -69,8 +89,18 @@ class Testbed:
         owner = DETACHED if detached else os.getpid()
         write_owner(run_dir, owner, [])
         bed: Testbed | None = None
+        host = NODE_IP if node else LOOPBACK
         try:
-            mlflow = MlflowServer(run_dir / "mlflow", tied=tied)
+            the_node: Node | None = None
+            if node:
+                assert node_binaries is not None
+                claim_node(run_dir / "node", owner, wait_s=node_wait_s)
+                the_node = Node(
+                    node_binaries, run_dir / "node", run_dir / "k8s" / "kubeconfig", "", tied=tied
+                )
+                the_node.node_dir.mkdir(parents=True)
+                the_node.setup_network()
+            mlflow = MlflowServer(run_dir / "mlflow", tied=tied, host=host)
             if use_existing_cluster():
                 kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
                 if not kubeconfig.is_file():
@@ -82,8 +112,10 @@ class Testbed:
                 say(f"USE_EXISTING_CLUSTER=true: using the cluster of {kubeconfig}")
             else:
                 binaries = ensure_binaries()
-                plane = ControlPlane(binaries, run_dir / "k8s", tied=tied)
+                plane = ControlPlane(binaries, run_dir / "k8s", tied=tied, host=host)
                 bed = cls(run_dir, plane.kubeconfig, str(binaries.kubectl), mlflow, controlplane=plane)
+                bed.node = the_node
+                bed.images = images
                 with step(
                     f"Starting Kubernetes {K8S_VERSION} (etcd, kube-apiserver, kube-controller-manager)"
                 ):
@@ -93,17 +125,45 @@ class Testbed:
             with step("Starting MLflow server (sqlite)"):
                 mlflow.start()
                 bed._record(owner)
+            if the_node is not None:
+                assert images is not None
+                the_node.kubectl = bed.kubectl_path
+                with step("Starting the node (containerd, kubelet, kube-scheduler, kube-proxy)"):
+                    bed._start_node(the_node, images, owner)
         except BaseException:
             if bed is not None:
                 bed.stop()
             else:
+                if the_node is not None:
+                    cleanup_node(the_node.node_dir)
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         bed._write_state()
         return bed
 
+    def _start_node(self, node: Node, images: NodeImages, owner: int) -> None:
+        started = time.monotonic()
+        node.start_containerd()
+        self._record(owner)
+        for image in images.all():
+            node.import_image(image.archive)
+        self.images_import_seconds = round(time.monotonic() - started, 1)
+        say(f"imported {len(images.all())} images into containerd in {self.images_import_seconds}s")
+        started = time.monotonic()
+        node.start_kubelet()
+        node.start_scheduler()
+        node.start_proxy()
+        self._record(owner)
+        if owner != DETACHED:
+            node.start_watchdog(owner)
+        node.wait_ready()
+        self.node_ready_seconds = round(time.monotonic() - started, 1)
+        say(f"node {NODE_NAME} Ready {self.node_ready_seconds}s after kubelet started")
+
     def _groups(self) -> list[int]:
         groups = [s.pid for s in self.controlplane.servers] if self.controlplane else []
+        if self.node is not None:
+            groups += [s.pid for s in self.node.servers]
         for server in (self.mlflow, *self.extra_mlflows):
             if server.server is not None:
                 groups.append(server.server.pid)
@@ -120,6 +180,10 @@ class Testbed:
             "mlflowRunDir": str(self.mlflow.run_dir),
             "serverVersion": self.server_version,
         }
+        if self.node is not None:
+            state["node"] = NODE_NAME
+            state["nodeDir"] = str(self.node.node_dir)
+            state["nodeReadySeconds"] = str(self.node_ready_seconds)
         (self.run_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def env(self) -> dict[str, str]:
@@ -157,7 +221,15 @@ class Testbed:
         self._record(os.getpid())
         return server
 
+    def stop_extra_mlflow(self, server: MlflowServer) -> None:
+        """Stop one server started by `start_extra_mlflow` before the testbed stops."""
+        server.stop()
+        if server in self.extra_mlflows:
+            self.extra_mlflows.remove(server)
+
     def stop(self) -> None:
+        if self.node is not None:
+            self.node.stop()
         for server in (*self.extra_mlflows, self.mlflow):
             server.stop()
         if self.controlplane is not None:
@@ -186,5 +258,7 @@ def stop_detached() -> bool:
     for pgid in reversed(groups):
         kill_group(pgid)
     time.sleep(0.1)
+    if (DETACHED_DIR / "node").exists():
+        cleanup_node(DETACHED_DIR / "node")
     shutil.rmtree(DETACHED_DIR, ignore_errors=True)
     return True

@@ -98,7 +98,7 @@ def _sign(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def write_pki(directory: Path) -> Pki:
+def write_pki(directory: Path, extra_ips: list[str] | None = None) -> Pki:
     """Create a CA and every certificate and key the control plane needs, in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
@@ -142,6 +142,7 @@ def write_pki(directory: Path) -> Pki:
         x509.DNSName("kubernetes.default.svc"),
         x509.DNSName("kubernetes.default.svc.cluster.local"),
     ]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips or [] if ip != "127.0.0.1"]
     for crt_path, key_path, subject, server, names in (
         (pki.serving_crt, pki.serving_key, _name("kube-apiserver"), True, sans),
         (pki.admin_crt, pki.admin_key, _name("promptalias-admin", "system:masters"), False, None),

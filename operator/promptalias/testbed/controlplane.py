@@ -50,10 +50,12 @@ class ControlPlane:
     servers: list[Server] = field(default_factory=list)
     apiserver_port: int = 0
     pki: Pki | None = None
+    # 127.0.0.1, or the node's private IP when a node runs (pods cannot reach the host's loopback)
+    host: str = LOOPBACK
 
     @property
     def url(self) -> str:
-        return f"https://{LOOPBACK}:{self.apiserver_port}"
+        return f"https://{self.host}:{self.apiserver_port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -75,7 +77,7 @@ class ControlPlane:
 
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.pki = pki = write_pki(self.run_dir / "pki")
+        self.pki = pki = write_pki(self.run_dir / "pki", extra_ips=[self.host])
         for attempt in range(3):  # a free port can be taken between probing and binding
             try:
                 self._start_etcd()
@@ -128,9 +130,10 @@ class ControlPlane:
             [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={self.etcd_url}",
-                f"--bind-address={LOOPBACK}",
-                f"--advertise-address={LOOPBACK}",
-                "--endpoint-reconciler-type=none",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
+                # with a node, the `kubernetes` Service's endpoint is this address (kube-proxy routes it)
+                f"--endpoint-reconciler-type={'none' if self.host == LOOPBACK else 'lease'}",
                 f"--secure-port={self.apiserver_port}",
                 f"--tls-cert-file={pki.serving_crt}",
                 f"--tls-private-key-file={pki.serving_key}",
@@ -141,6 +144,8 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki.sa_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
+                # logs/exec reach a node's kubelet by its IP (the node's hostname resolves nowhere)
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--enable-admission-plugins={_ADMISSION}",
                 f"--cert-dir={self.run_dir / 'apiserver-certs'}",
                 "--profiling=false",

@@ -36,10 +36,11 @@ class MlflowServer:
     port: int = 0
     webhook_key: str = field(default_factory=lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())
     server: Server | None = None
+    host: str = LOOPBACK  # the node's private IP when pods must reach it
 
     @property
     def uri(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -74,11 +75,11 @@ class MlflowServer:
             env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", base64.b64encode(os.urandom(24)).decode())
         return env
 
-    def start(self, timeout_s: float = 90) -> None:
+    def start(self, timeout_s: float = 240) -> None:  # 163 s measured on a loaded machine
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
-        elif port_is_open(self.port):
+        elif port_is_open(self.port, self.host):
             raise TestbedError(
                 "start mlflow", f"port {self.port} is already in use", "stop whatever listens there first"
             )
@@ -87,7 +88,7 @@ class MlflowServer:
             "server",
             f"--backend-store-uri=sqlite:///{self.run_dir / 'mlflow.db'}",
             f"--default-artifact-root={self.run_dir / 'artifacts'}",
-            f"--host={LOOPBACK}",
+            f"--host={self.host}",
             f"--port={self.port}",
             "--workers=1",
         ]

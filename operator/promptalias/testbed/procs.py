@@ -176,6 +176,10 @@ def reap_orphans(keep: Path | None = None) -> list[Path]:
             continue
         for pgid in owner.get("groups", []):
             kill_group(int(pgid), grace_s=5)
+        if (run_dir / "node").exists():
+            from promptalias.testbed.node import cleanup_node
+
+            cleanup_node(run_dir / "node")
         shutil.rmtree(run_dir, ignore_errors=True)
         reaped.append(run_dir)
     return reaped
