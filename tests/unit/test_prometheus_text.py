@@ -33,4 +33,5 @@ def test_the_operator_metrics_use_it() -> None:
     assert 'promptalias_alias_writes_total{reason="Applied"} 2' in text
     assert "promptalias_reconcile_duration_seconds_sum 0.5" in text
     assert "promptalias_reconcile_duration_seconds_count 1" in text
-    assert text.endswith("promptalias_up 1\n")
+    assert "\npromptalias_up 1\n" in text
+    assert text.endswith("\n")  # the experiment-analysis gauges may follow promptalias_up
