@@ -162,7 +162,14 @@ os._exit(0)  # skip exporting the trace: only the in-memory link is under test
 
 def test_links_prompt_versions_to_the_active_mlflow_trace(store: PromptStore, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
-    env = {**os.environ, "PYTHONPATH": OPERATOR_DIR, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    # A clean environment: nothing a test session left in os.environ (MLFLOW_*, OTEL_*) may change
+    # how the probe's MLflow traces.
+    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    env |= {
+        "PYTHONPATH": OPERATOR_DIR,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     proc = subprocess.run(
         [sys.executable, "-c", TRACE_PROBE, str(tmp_path / "p")],
         capture_output=True,
