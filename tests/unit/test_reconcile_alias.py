@@ -280,6 +280,9 @@ def test_fault_storm_keeps_one_chain_and_every_version_mlflow_held(seed: int, dr
     held: list[int] = []
     st = PromptAliasStatus()
     version, generation = 1, 1
+    # MLflow's audit tag: the pending move whose write reached MLflow (the handler reads it from the
+    # target version's promptalias.io/moved.<alias> tag, written right after set_alias).
+    landed: HistoryEntry | None = None
 
     def set_alias(v: int) -> None:
         nonlocal mlflow
@@ -287,49 +290,42 @@ def test_fault_storm_keeps_one_chain_and_every_version_mlflow_held(seed: int, dr
         if not held or held[-1] != v:
             held.append(v)
 
-    def clean_pass() -> None:
-        nonlocal st
-        s = spec(version, driftPolicy=drift, historyLimit=100)
-        p = plan(s, st, mlflow, generation=generation)
+    def one_pass(s: PromptAliasSpec, crash: str) -> None:
+        nonlocal st, landed
+        pending = st.pending_move
+        was_landed = pending is not None and pending == landed
+        p = plan(s, st, mlflow, generation=generation, pending_landed=was_landed)
+        if crash == "before-intent":
+            return
         if p.writes:
             st = intend(st, p, spec=s)
             p = replace(p, prior=())
+            if crash == "after-intent":
+                return
             assert p.write_version is not None
             set_alias(p.write_version)
+            landed = st.pending_move
+            if crash == "after-write":
+                return
         st = settle(
             st, settled_from_plan(p, s, digest=None, config_map=None), spec=s, generation=generation, now=NOW
         )
 
-    clean_pass()  # the resource exists and has recorded its first move before the storm
+    one_pass(spec(version, driftPolicy=drift, historyLimit=100), "none")  # recorded before the storm
     for _ in range(60):
         event = rng.random()
         if event < 0.35:
             version, generation = rng.randint(1, 6), generation + 1
         crash = rng.choice(["none", "none", "before-intent", "after-intent", "after-write"])
-        if 0.35 <= event < 0.45 and st.pending_move is None:
-            # Someone moves it in MLflow; a pass sees it before the next such move. (A move undone
-            # between two reads of MLflow is invisible to any poller; so is a write of a crashed
-            # operator that someone overwrote before it restarted.)
+        if 0.35 <= event < 0.45:
+            # Someone moves it in MLflow (also while the operator is down after its own write); a
+            # pass sees it before the next such move. A move undone between two reads of MLflow is
+            # invisible to any poller.
             set_alias(rng.randint(1, 6))
             crash = "none"
-        s = spec(version, driftPolicy=drift, historyLimit=100)
-        p = plan(s, st, mlflow, generation=generation)
-        if crash == "before-intent":
-            continue
-        if p.writes:
-            st = intend(st, p, spec=s)
-            p = replace(p, prior=())
-            if crash == "after-intent":
-                continue
-            assert p.write_version is not None
-            set_alias(p.write_version)
-            if crash == "after-write":
-                continue
-        st = settle(
-            st, settled_from_plan(p, s, digest=None, config_map=None), spec=s, generation=generation, now=NOW
-        )
+        one_pass(spec(version, driftPolicy=drift, historyLimit=100), crash)
     for _ in range(3):  # quiet: converge
-        clean_pass()
+        one_pass(spec(version, driftPolicy=drift, historyLimit=100), "none")
     assert _chain_ok(st.history), [(h.previous_version, h.version) for h in st.history]
     recorded = [h.version for h in st.history]
     assert [v for i, v in enumerate(recorded) if i == 0 or recorded[i - 1] != v] == recorded  # no repeats
@@ -538,3 +534,31 @@ def test_namespace_selector() -> None:
     assert not selected(sel, None)
     with pytest.raises(ValueError, match="invalid"):
         parse_selector("=x")
+
+
+def test_write_landed_reads_the_operators_own_audit_tag() -> None:
+    from promptalias.reconcile.audit import audit_tag, write_landed
+
+    key, value = audit_tag("production", by=str(ME), at=NOW, replaced=2)
+    assert write_landed({key: value}, "production", by=str(ME), at=NOW)
+    assert not write_landed({key: value}, "production", by=str(OTHER), at=NOW)  # someone else's move
+    assert not write_landed({key: value}, "production", by=str(ME), at=NOW.replace(minute=1))  # older
+    assert not write_landed({key: value}, "staging", by=str(ME), at=NOW)
+    assert not write_landed({key: "{not json"}, "production", by=str(ME), at=NOW)
+    assert not write_landed({}, "production", by=str(ME), at=NOW)
+
+
+def test_a_landed_move_overwritten_while_the_operator_was_down_is_kept() -> None:
+    """Written 2 -> 6, killed before the status write; someone moved it to 5 before the restart."""
+    st = _pending(_synced(2, generation=1), 6, 2)
+    report = plan(spec(6, driftPolicy="Report"), st, 5, generation=2, pending_landed=True)
+    assert [(e.previous_version, e.version) for e in report.prior] == [(2, 6)]
+    assert (report.write_version, moved(report)) == (None, ("Observed", 6, 5))
+    enforce = plan(spec(6), st, 5, generation=2, pending_landed=True)
+    assert [(str(e.reason), e.previous_version, e.version) for e in enforce.prior] == [
+        ("Applied", 2, 6),
+        ("Observed", 6, 5),
+    ]
+    assert (enforce.write_version, moved(enforce)) == (6, ("DriftCorrected", 5, 6))
+    lost = plan(spec(6), st, 5, generation=2)  # no audit tag: the write never landed
+    assert [(e.previous_version, e.version) for e in lost.prior] == [(2, 5)]

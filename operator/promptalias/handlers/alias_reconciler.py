@@ -40,7 +40,7 @@ from promptalias.reconcile.alias import (
     settle,
     settled_from_plan,
 )
-from promptalias.reconcile.audit import audit_tag
+from promptalias.reconcile.audit import audit_tag, write_landed
 from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
@@ -230,6 +230,7 @@ class AliasPass:
             spec_actor=version_actor(self.meta.get("managedFields")),
             rollback_to=None if self.refusal is not None else rollback_to,
             takeover=_takeover_requested(self.meta),
+            pending_landed=await self._pending_landed(client, current),
         )
         if plan.blocked is not None:
             return await self._stalled(
@@ -301,6 +302,19 @@ class AliasPass:
             delay=self._settled_delay(),
             plan=plan,
         )
+
+    async def _pending_landed(self, client: MlflowRegistry, current: int | None) -> bool:
+        """Did the pending move reach MLflow although the alias is elsewhere now? (Someone moved it
+        while we were down between our MLflow write and our status write.) MLflow's audit tag on
+        the target version, written right after our set_alias, says so."""
+        intent = self.pa.status.pending_move
+        if intent is None or intent.version is None or intent.version == current:
+            return False
+        try:
+            target = await client.get_version(self.pa.spec.prompt, intent.version, use_cache=False)
+        except (VersionNotFound, RegistryNotFound):
+            return False
+        return write_landed(target.tags, self.pa.spec.alias, by=str(self.me), at=intent.time)
 
     async def _record_intent(self, plan: AliasPlan) -> bool:
         """Write the move to status (pendingMove) before MLflow: no crash can lose it from history."""

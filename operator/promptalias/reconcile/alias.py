@@ -107,12 +107,15 @@ def plan_alias(
     spec_actor: str | None = None,
     rollback_to: int | None = None,
     takeover: bool = False,
+    pending_landed: bool = False,
 ) -> AliasPlan:
     """Decide what to do, given where the MLflow alias points now (`current`, None when absent).
 
     `takeover` (pinned mode) claims an alias whose MLflow owner tag names someone else.
+    `pending_landed`: MLflow's own record (the audit tag on the pending move's version) says the
+    pending write was carried out, even though the alias is elsewhere now.
     """
-    status, recovered = recover_pending_move(status, current)
+    status, recovered = recover_pending_move(status, current, landed=pending_landed)
     plan = _plan(
         spec,
         status,
@@ -131,17 +134,21 @@ def plan_alias(
 
 
 def recover_pending_move(
-    status: PromptAliasStatus, current: int | None
+    status: PromptAliasStatus, current: int | None, *, landed: bool = False
 ) -> tuple[PromptAliasStatus, HistoryEntry | None]:
     """The status as if the last pass had recorded its pending move, and that move (None: nothing to do).
 
-    The move happened when MLflow's alias is where it was going; otherwise the write never landed
+    The move happened when MLflow's alias is where it was going, or when `landed` (MLflow's audit
+    tag on the target version says our write was carried out: someone moved the alias again while
+    we were down — the plan then records their move after ours). Otherwise the write never landed
     and the pending move is dropped.
     """
     intent = status.pending_move
     if intent is None:
         return status, None
-    if current is None or current != intent.version or (status.history and status.history[-1] == intent):
+    already = bool(status.history) and status.history[-1] == intent
+    arrived = current is not None and current == intent.version
+    if already or not (arrived or landed):
         return status.model_copy(update={"pending_move": None}), None
     recorded = _record(status, intent).model_copy(
         update={"pending_move": None, "applied_version": intent.version}

@@ -15,6 +15,7 @@ never reach pods.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
@@ -56,3 +57,16 @@ def parse_audit_tag(value: str | None) -> dict[str, object] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def write_landed(tags: Mapping[str, str], alias: str, *, by: str, at: datetime) -> bool:
+    """Whether the version carrying `tags` says `by` moved `alias` onto it at `at`.
+
+    The operator writes this tag right after its `set_alias`, so it proves a pending move reached
+    MLflow even when someone moved the alias elsewhere before the status was written (a crash in
+    between). Compared to the second, as written.
+    """
+    record = parse_audit_tag(tags.get(moved_tag_key(alias)))
+    if record is None or at.tzinfo is None:
+        return False
+    return record.get("by") == by and record.get("at") == format_timestamp(at)
