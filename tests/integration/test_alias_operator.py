@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from kit import OperatorProcess, apply_yaml, condition, condition_of, current_status, get_object, wait_for
+from kit import (
+    OperatorProcess,
+    after_polls,
+    apply_yaml,
+    condition,
+    condition_of,
+    current_status,
+    get_object,
+    wait_for,
+)
 from promptalias.testbed import MlflowServer, Testbed
 
 pytestmark = pytest.mark.integration
@@ -195,7 +204,13 @@ def test_policy_refuses_untagged_version(
 
 
 def test_conflict_oldest_wins_and_next_takes_over(
-    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any, k8s_api: Any
+    testbed: Testbed,
+    namespace: str,
+    registry: str,
+    prompt_name: str,
+    mlflow_client: Any,
+    k8s_api: Any,
+    operator_process: OperatorProcess,
 ) -> None:
     from kubernetes import client
 
@@ -220,7 +235,7 @@ spec: {{trackingUri: "{testbed.mlflow_uri}", refreshInterval: 2s}}
         st = wait_reason(testbed, other, "second", "NotAuthorized")
         assert f"{namespace}/first" in st["owner"]
         assert condition(testbed, "promptalias", other, "second", "Stalled") == "True"
-        time.sleep(2.5)  # a drift period: the loser must never write
+        after_polls(operator_process, other)  # drift polls that wake the loser: it must never write
         assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 2}
 
         testbed.kubectl("delete", "promptalias", "first", "-n", namespace, "--wait=true")
@@ -253,7 +268,12 @@ def test_drift_is_corrected_with_enforce(
 
 
 def test_drift_is_reported_with_report(
-    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+    testbed: Testbed,
+    namespace: str,
+    registry: str,
+    prompt_name: str,
+    mlflow_client: Any,
+    operator_process: OperatorProcess,
 ) -> None:
     import mlflow.genai
 
@@ -266,7 +286,7 @@ def test_drift_is_reported_with_report(
         15,
         "Drifted=True",
     )
-    time.sleep(2.5)
+    after_polls(operator_process, namespace)  # Report: later passes must leave MLflow where it is
     assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}
     st = status(testbed, namespace, "reported")
     assert st["resolvedVersion"] == 3
@@ -351,11 +371,73 @@ def test_operator_killed_midway_converges_without_duplicate_history(
     operator_process.kill()
     operator_process.start()
     st = wait_ready(testbed, namespace, "survivor", 3)
-    time.sleep(2.5)  # let drift checks and resumed workers run
+    after_polls(operator_process, namespace)  # drift checks and resumed workers have run
     st = status(testbed, namespace, "survivor")
     moves = [(h.get("previousVersion"), h["version"]) for h in st["history"]]
     assert moves.count((2, 3)) == 1, moves
     assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 3}
+
+
+def test_a_move_overwritten_while_the_operator_was_down_stays_in_history(
+    testbed: Testbed,
+    namespace: str,
+    registry: str,
+    prompt_name: str,
+    mlflow_client: Any,
+    operator_process: OperatorProcess,
+) -> None:
+    """The operator moved the alias 2 -> 6 and was killed before its status write; while it was down
+    someone moved the alias to 5. MLflow held 6 for a while (pods could serve it): history says so.
+
+    The crash state is built by hand, exactly as the operator leaves it (pendingMove recorded in
+    status, alias and audit tag written in MLflow), since a SIGKILL cannot be timed into that window.
+    """
+    from datetime import UTC, datetime
+
+    from promptalias.reconcile.audit import audit_tag
+    from promptalias.reconcile.ownership import Owner
+    from promptalias.reconcile.timestamps import format_timestamp
+
+    register(prompt_name, 6)
+    apply_yaml(testbed, pa_yaml(namespace, "witness", prompt_name, "production", 2))
+    wait_ready(testbed, namespace, "witness", 2)
+    owner = Owner.from_tag(mlflow_tags(testbed.mlflow_uri, prompt_name)["promptalias.io/owner.production"])
+    assert owner is not None
+    operator_process.kill()
+    try:
+        testbed.kubectl(
+            "patch", "promptalias", "witness", "-n", namespace, "--type=merge", "-p", '{"spec":{"version":6}}'
+        )
+        at = datetime.now(UTC).replace(microsecond=0)
+        pending = {
+            "version": 6,
+            "previousVersion": 2,
+            "time": format_timestamp(at),
+            "reason": "Applied",
+            "message": "alias moved from version 2 to 6",
+        }
+        testbed.kubectl(
+            "patch",
+            "promptalias",
+            "witness",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"pendingMove": pending}}),
+        )
+        mlflow_client.set_prompt_alias(prompt_name, "production", 6)
+        key, value = audit_tag("production", by=str(owner), at=at, replaced=2)
+        mlflow_client.set_prompt_version_tag(prompt_name, 6, key, value)
+        mlflow_client.set_prompt_alias(prompt_name, "production", 5)  # someone, while we are down
+    finally:
+        operator_process.start()
+    st = wait_ready(testbed, namespace, "witness", 6, timeout=60)
+    moves = [(h["reason"], h.get("previousVersion"), h["version"]) for h in st["history"]]
+    assert moves[-3:] == [("Applied", 2, 6), ("Observed", 6, 5), ("DriftCorrected", 5, 6)], moves
+    assert st.get("pendingMove") is None
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name) == {"production": 6}
 
 
 def test_credentials_never_leak(
