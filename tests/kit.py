@@ -55,6 +55,36 @@ def condition_of(status: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     return {}
 
 
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of metric `name` whose labels contain `labels` (a value ending with the
+    given one matches too, so `registry="ns/mlflow"` finds `PromptRegistry ns/mlflow`)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name != name:
+                continue
+            if all(str(sample.labels.get(k, "")).endswith(v) for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+REGISTRY_POLLS = "promptalias_registry_polls_total"
+
+
+def after_polls(operator: OperatorProcess, namespace: str, registry: str = "mlflow", polls: int = 2) -> None:
+    """Wait until the operator has completed `polls` more drift polls of the PromptRegistry (each one
+    reads every prompt in use and wakes the resources whose prompt changed): the positive marker for
+    "nothing happened" assertions, instead of a sleep that a slow machine can outrun."""
+
+    def count() -> float:
+        return metric_total(operator.metrics(), REGISTRY_POLLS, registry=f"{namespace}/{registry}")
+
+    start = count()
+    wait_for(lambda: count() >= start + polls, 60, f"{polls} more polls of registry {namespace}/{registry}")
+
+
 def apply_yaml(testbed: Testbed, text: str) -> None:
     testbed.kubectl("apply", "-f", "-", stdin=text)
 
@@ -84,12 +114,15 @@ def condition(testbed: Testbed, kind: str, namespace: str | None, name: str, typ
 
 
 __all__ = [
+    "REGISTRY_POLLS",
     "NotObservedYetError",
     "OperatorProcess",
+    "after_polls",
     "apply_yaml",
     "condition",
     "condition_of",
     "current_status",
     "get_object",
+    "metric_total",
     "wait_for",
 ]

@@ -10,14 +10,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from typing import Any
 
 import pytest
 
-from kit import apply_yaml, condition_of, current_status, get_object, wait_for
+from kit import OperatorProcess, after_polls, apply_yaml, condition_of, current_status, get_object, wait_for
 from promptalias.client import CANDIDATE
 from promptalias.client._document import validate_document
 from promptalias.client._prompt import prompt_from_document
@@ -267,14 +266,19 @@ def test_abort_then_delete_removes_the_candidate_alias(
 
 
 def test_paused_step_waits_for_resume(
-    testbed: Testbed, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+    testbed: Testbed,
+    namespace: str,
+    registry: str,
+    prompt_name: str,
+    mlflow_client: Any,
+    operator_process: OperatorProcess,
 ) -> None:
     register(prompt_name, 2)
     apply_yaml(testbed, baseline_yaml(namespace, "parser", prompt_name, 1))
     wait_baseline(testbed, namespace, "parser", 1)
     apply_yaml(testbed, experiment_yaml(namespace, "ramp", "parser", 2, 30, "\n  steps: [{weight: 5}]"))
     wait_phase(testbed, namespace, "ramp", "Paused", 5)
-    time.sleep(1.0)
+    after_polls(operator_process, namespace)
     assert exp(testbed, namespace, "ramp")["status"]["phase"] == "Paused"  # no timer: it stays
     shown = cli(testbed, "status", "ramp", "-n", namespace)
     assert "waiting for `promptalias experiment resume`" in shown.stdout

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from kit import condition_of, current_status, wait_for
+from kit import OperatorProcess, after_polls, condition_of, current_status, wait_for
 from promptalias.testbed import Testbed
 
 pytestmark = pytest.mark.integration
@@ -45,6 +45,7 @@ class Bed:
         self.testbed = testbed
         self.namespace = namespace
         self.prompt = prompt
+        self.operator: OperatorProcess | None = None  # the session operator, for its poll counter
         self.kubeconfig = kubeconfig or testbed.kubeconfig
         self.custom = client.CustomObjectsApi(k8s_api)
         self.core = client.CoreV1Api(k8s_api)
@@ -149,6 +150,11 @@ class Bed:
         found = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}")
         return [(e.type, e.reason, e.message or "") for e in found.items]
 
+    def after_polls(self, polls: int = 2) -> None:
+        """Wait for `polls` more drift polls of this namespace's registry (not a sleep)."""
+        assert self.operator is not None, "this Bed has no operator to observe"
+        after_polls(self.operator, self.namespace, polls=polls)
+
     def history(self, name: str) -> list[tuple[str, int | None, int | None, str | None]]:
         return [
             (h["reason"], h.get("previousVersion"), h.get("version"), h.get("actor"))
@@ -178,9 +184,17 @@ class Bed:
 
 @pytest.fixture
 def bed(
-    testbed: Testbed, k8s_api: Any, namespace: str, registry: str, prompt_name: str, mlflow_client: Any
+    testbed: Testbed,
+    k8s_api: Any,
+    namespace: str,
+    registry: str,
+    prompt_name: str,
+    mlflow_client: Any,
+    operator_process: OperatorProcess,
 ) -> Bed:
-    return Bed(testbed, k8s_api, namespace, prompt_name)
+    made = Bed(testbed, k8s_api, namespace, prompt_name)
+    made.operator = operator_process
+    return made
 
 
 # ---- tests ----------------------------------------------------------------------------------------
@@ -232,7 +246,7 @@ def test_alias_deleted_in_mlflow_keeps_the_last_good_projection(bed: Bed) -> Non
     assert "does not exist in MLflow" in message
     assert "pods keep version 2" in message
     # Pods keep serving: the projection still holds version 2 after a few polls.
-    time.sleep(3)
+    bed.after_polls()
     assert bed.projected("prod") is not None
     assert bed.projected("prod")["version"] == 2  # type: ignore[index]
     assert bed.status("prod")["resolvedVersion"] == 2
@@ -278,7 +292,8 @@ def test_rollback_in_follow_mode_moves_the_mlflow_alias(bed: Bed) -> None:
     result = bed.cli("rollback", "prod", "--to", "2")
     assert result.returncode == 0, result.stderr
     assert bed.aliases() == {"production": 2}
-    time.sleep(3)  # more than one poll
+    wait_for(lambda: bed.history("prod")[-1][1:3] == (1, 2), 30, "the rollback 1 -> 2 in history")
+    bed.after_polls()  # polls that see the operator's own write: not recorded again as a move
     assert bed.history("prod")[-2:] == [
         ("Rollback", 3, 1, "promptalias-operator"),
         ("Rollback", 1, 2, "promptalias-operator"),

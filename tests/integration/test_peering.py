@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,28 @@ from kit import OperatorProcess, apply_yaml, get_object, wait_for
 from promptalias.testbed import Testbed
 
 pytestmark = pytest.mark.integration
+
+
+class KeepAlives:
+    """Counts each peer's keep-alive rounds: kopf rewrites the peer's `lastseen` every round (about
+    every second with a 4 s lifetime); polled faster than that, every new stamp is one round."""
+
+    def __init__(self, testbed: Testbed, namespace: str) -> None:
+        self.testbed = testbed
+        self.namespace = namespace
+        self.start = self._stamps()
+        self.seen: dict[str, set[str]] = {peer: set() for peer in self.start}
+
+    def _stamps(self) -> dict[str, str]:
+        peers = get_object(self.testbed, "kopfpeering", self.namespace, "pa").get("status") or {}
+        return {peer: str(info.get("lastseen")) for peer, info in peers.items() if isinstance(info, dict)}
+
+    def fewest(self) -> int:
+        """The fewest rounds any of the peers present at the start has made since."""
+        for peer, stamp in self._stamps().items():
+            if peer in self.seen and stamp != self.start[peer]:
+                self.seen[peer].add(stamp)
+        return min((len(stamps) for stamps in self.seen.values()), default=0) if len(self.seen) >= 2 else 0
 
 
 def test_one_active_replica_and_takeover(
@@ -39,7 +60,9 @@ def test_one_active_replica_and_takeover(
     try:
         # kopf starts every replica paused and resumes the one with the highest priority.
         wait_for(lambda: "Resuming operations" in high.log_path.read_text(), 30, "the high replica to resume")
-        time.sleep(2)  # a few keep-alive rounds: the low replica must stay paused
+        # Two keep-alive rounds of both replicas (each rewrites its lastseen): the low one stays paused.
+        rounds = KeepAlives(testbed, namespace)
+        wait_for(lambda: rounds.fewest() >= 2, 40, "two keep-alive rounds of both replicas", interval=0.2)
         assert "Resuming operations" not in low.log_path.read_text()
         peers = get_object(testbed, "kopfpeering", namespace, "pa").get("status") or {}
         assert sorted(p["priority"] for p in peers.values()) == [100, 200], json.dumps(peers)

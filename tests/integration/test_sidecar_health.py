@@ -15,6 +15,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from kit import metric_total
 from promptalias.projection.render import build_configmap, projection_key, render_projection
 from promptalias.sidecar.testing import SidecarProcess, free_port
 from promptalias.testbed import Testbed
@@ -76,6 +77,16 @@ def kubeconfig_copy(
         config["users"][0]["user"] = {"token": token}
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def watch_cycles(sidecar: SidecarProcess) -> float:
+    """Watches the API server ended normally (its timeout), from the sidecar's own metrics."""
+    _, _, body = sidecar.get("/metrics")
+    return metric_total(
+        body.decode() if isinstance(body, bytes) else body,
+        "promptalias_sidecar_watch_restarts_total",
+        reason="closed",
+    )
 
 
 def health(sidecar: SidecarProcess) -> tuple[int, dict[str, Any]]:
@@ -222,7 +233,9 @@ def test_healthz_catches_a_silently_dead_watch_and_recovers(
         sidecars.append(sidecar.start())
         sidecar.wait_ready()
         assert file_version(prompts, key) == 1
-        time.sleep(2.5)  # several watch cycles (timeoutSeconds=1): quiet but healthy
+        # Two complete watch cycles (timeoutSeconds=1, each ended by the server): quiet but healthy.
+        cycles = watch_cycles(sidecar)
+        wait_until(lambda: watch_cycles(sidecar) >= cycles + 2, 30, "two more watch cycles")
         assert health(sidecar)[0] == 200
 
         proxy.go_silent()

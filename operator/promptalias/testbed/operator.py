@@ -27,9 +27,12 @@ class OperatorProcess:
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.health_port = 0
+        self.metrics_port = 0
 
     def start(self, timeout: float = 60) -> None:
         self.health_port = free_port()
+        own_metrics = not any(arg.startswith("--metrics-listen") for arg in self.extra)
+        self.metrics_port = free_port() if own_metrics else 0
         env = {**os.environ, **self.testbed.env(), **self.env, "PYTHONUNBUFFERED": "1"}
         argv = [
             sys.executable,
@@ -38,6 +41,7 @@ class OperatorProcess:
             "operator",
             *(() if "--peering" in self.extra else ("--standalone",)),
             f"--health-listen=127.0.0.1:{self.health_port}",
+            *((f"--metrics-listen=127.0.0.1:{self.metrics_port}",) if own_metrics else ()),
             *self.extra,
         ]
         with self.log_path.open("ab") as log:
@@ -67,6 +71,15 @@ class OperatorProcess:
             if time.monotonic() > deadline:
                 raise TestbedError("start operator", f"no /healthz after {timeout:.0f}s:\n{self.log_tail()}")
             time.sleep(0.05)
+
+    def metrics(self) -> str:
+        """The operator's /metrics text (Prometheus exposition format)."""
+        if not self.metrics_port:
+            raise TestbedError(
+                "read operator metrics", "this operator was started without its own metrics port"
+            )
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
 
     def log_tail(self, lines: int = 40) -> str:
         try:
