@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import pytest
 from kubernetes import client
 
+from kit import metric_total
 from promptalias.client import PromptStore
 from promptalias.projection.render import build_configmap, projection_key, render_projection
 from promptalias.sidecar.atomic import AtomicDirWriter
@@ -370,10 +371,12 @@ def test_notify_url_is_debounced(
         sidecar.wait_ready()
         for i in range(5):
             apply(core, configmap(namespace, f"p{i}", "prod", 1))
-        wait_until(lambda: _Recorder.posts, 10, "a notification")
-        time.sleep(1.0)
-        changed = sorted(key for post in _Recorder.posts for key in post["changed"])
-        assert changed == [f"p{i}.prod.json" for i in range(5)]
+        expected = [f"p{i}.prod.json" for i in range(5)]
+
+        def changed() -> list[str]:
+            return sorted(key for post in list(_Recorder.posts) for key in post["changed"])
+
+        wait_until(lambda: changed() == expected, 10, "notifications naming all five changes")
         assert len(_Recorder.posts) <= 2  # a burst of five changes: one or two reloads, not five
         assert 'promptalias_sidecar_notifications_total{result="sent"}' in sidecar.get("/metrics")[2].decode()
     finally:
@@ -423,7 +426,13 @@ def test_file_mode_follows_a_mounted_configmap(tmp_path: Path) -> None:
         kubelet.write({key: configmap("ns", "invoice-parser", "production", 2)["data"][key].encode()})
         wait_until(lambda: file_version(out, key) == 2, 5, "the mounted update")
         kubelet.write({key: b"{corrupt"})
-        time.sleep(0.5)
+        wait_until(
+            lambda: metric_total(
+                sidecar.get("/metrics")[2].decode(), "promptalias_sidecar_invalid_documents_total"
+            ),
+            5,
+            "the sidecar to see the corrupt document",
+        )
         assert json.loads(sidecar.get("/prompts/invoice-parser/production")[2])["version"] == 2
         assert sidecar.get("/healthz")[0] == 200
         print(sidecar.logs())
