@@ -21,7 +21,7 @@ from promptalias.api.conditions import ConditionType, Reason, find_condition
 from promptalias.api.duration import parse_duration
 from promptalias.api.promptalias import PromptAlias
 from promptalias.handlers.authority import refuse_write
-from promptalias.handlers.metrics import METRICS
+from promptalias.handlers.metrics import METRICS, registry_label
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
 from promptalias.handlers.worker import backoff
 from promptalias.kube import KubeError
@@ -201,6 +201,7 @@ class AliasPass:
             state: PromptState | None = await client.get_prompt(self.pa.spec.prompt)
         except PromptNotFound:
             state = None
+        METRICS.prompt_syncs[registry_label(known.key)] += 1
         self.world.snapshots[snap_key] = Snapshot(state, time.monotonic())
         return state
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from promptalias.handlers.experiment_analysis import write_gauges
 from promptalias.prometheus import TextWriter
+from promptalias.reconcile.registry import RegistryKey
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,9 @@ class Metrics:
     def __init__(self) -> None:
         self.reconciles: Counter[tuple[str, str]] = Counter()  # (kind, result)
         self.alias_writes: Counter[str] = Counter()  # reason
+        # Positive markers for tests and dashboards: "the operator looked" (bounded by registries).
+        self.registry_polls: Counter[str] = Counter()  # registry ("<ns>/<name>" or "<name>")
+        self.prompt_syncs: Counter[str] = Counter()  # registry; MLflow prompt reads for PromptAliases
         self.duration_sum = 0.0
         self.duration_count = 0
         self.up = 1
@@ -47,6 +51,18 @@ class Metrics:
             "MLflow alias moves made by the operator, by reason.",
             [({"reason": reason}, n) for reason, n in sorted(self.alias_writes.items())],
         )
+        out.metric(
+            "promptalias_registry_polls_total",
+            "counter",
+            "Completed drift polls (every prompt in use read once) per registry.",
+            [({"registry": registry}, n) for registry, n in sorted(self.registry_polls.items())],
+        )
+        out.metric(
+            "promptalias_prompt_syncs_total",
+            "counter",
+            "MLflow prompt reads (registered-models/get) made to reconcile PromptAliases, per registry.",
+            [({"registry": registry}, n) for registry, n in sorted(self.prompt_syncs.items())],
+        )
         out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)
         out.sample("promptalias_reconcile_duration_seconds_count", {}, self.duration_count)
@@ -56,6 +72,11 @@ class Metrics:
 
 
 METRICS = Metrics()
+
+
+def registry_label(key: RegistryKey) -> str:
+    """The `registry` label: "<namespace>/<name>" for a PromptRegistry, "<name>" for a cluster one."""
+    return f"{key.namespace}/{key.name}" if key.namespace else key.name
 
 
 @kopf.on.startup()

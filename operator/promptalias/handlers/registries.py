@@ -21,6 +21,7 @@ from promptalias.api.duration import parse_duration
 from promptalias.api.promptalias import RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.api.types import GROUP, VERSION
+from promptalias.handlers.metrics import METRICS, registry_label
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
 from promptalias.kube import KubeError
@@ -174,11 +175,14 @@ def _was_ready(conditions: list[Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-async def _poll_prompts(world: World, known: KnownRegistry) -> None:
-    """One read per prompt in use on this endpoint; wake the workers of prompts that changed."""
+async def _poll_prompts(world: World, known: KnownRegistry) -> bool:
+    """One read per prompt in use on this endpoint; wake the workers of prompts that changed.
+
+    True when every prompt was read (a completed poll, counted in `promptalias_registry_polls_total`).
+    """
     prompts = {world.aliases[uid].prompt for uid in world.uids_where(endpoint=known.endpoint)}
     if not prompts:
-        return
+        return True
     client = await world.client(known)
     for prompt in sorted(prompts):
         try:
@@ -188,11 +192,12 @@ async def _poll_prompts(world: World, known: KnownRegistry) -> None:
         except RegistryError as exc:
             log.info("drift check of %s on %s failed: %s", prompt, known.key, exc)
             world.poke(world.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
-            return
+            return False
         old = world.snapshots.get(snapshot_key(client, prompt))
         world.snapshots[snapshot_key(client, prompt)] = Snapshot(state, time.monotonic())
         if old is None or _aliases(old.state) != _aliases(state):
             world.poke(world.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
+    return True
 
 
 def _aliases(state: Any) -> Any:
@@ -212,7 +217,8 @@ async def _registry_daemon(
         await _check_registry(world, known, body)
         if interval > 0:
             try:
-                await _poll_prompts(world, known)
+                if await _poll_prompts(world, known):
+                    METRICS.registry_polls[registry_label(known.key)] += 1
             except (InvalidRegistryConfig, RegistryError) as exc:
                 log.info("prompt poll on %s failed: %s", known.key, exc)
         wait = interval if interval > 0 else DEFAULT_CHECK_S * 10
