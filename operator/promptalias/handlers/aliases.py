@@ -10,13 +10,20 @@ from typing import Any
 
 import kopf
 
-from promptalias.api.conditions import Reason
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.alias_reconciler import AliasPass, PassResult
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
 from promptalias.handlers.worker import WorkerSpec, run_worker
+from promptalias.reconcile.deletion import (
+    Retry,
+    abandoned,
+    after_failure,
+    deleting_conditions,
+    plan_deletion,
+    since_deletion,
+)
 from promptalias.reconcile.ownership import Owner, owner_tag_key
 from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
 from promptalias.reconcile.timestamps import parse_timestamp
@@ -98,12 +105,12 @@ async def alias_worker(
 async def alias_deleted(
     body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, patch: kopf.Patch, retry: int, **_: Any
 ) -> None:
-    """Apply deletionPolicy; never hang for ever when the registry is gone."""
+    """Apply deletionPolicy (reconcile/deletion.py); never hang for ever when the registry is gone."""
     world: World = memo.world
     pa = PromptAlias.from_body(body)
     spec = pa.spec
     namespace = str(meta.get("namespace"))
-    if (meta.get("annotations") or {}).get(ABANDON_ANNOTATION) == "true":
+    if abandoned(meta.get("annotations")):
         kopf.event(
             body,
             type="Warning",
@@ -124,37 +131,47 @@ async def alias_deleted(
     try:
         client = await world.client(known)
         state = await client.get_prompt(spec.prompt)
-        mark = Owner.from_tag(state.tags.get(owner_tag_key(spec.alias)))
-        ours = mark is None or mark == me
-        if spec.deletion_policy == DeletionPolicy.DELETE and spec.version is not None and ours:
-            current = state.aliases.get(spec.alias)
-            if current is not None and current == pa.status.resolved_version:
-                await client.delete_alias(spec.prompt, spec.alias)
-                kopf.event(
-                    body,
-                    type="Normal",
-                    reason="AliasDeleted",
-                    message=f"deletionPolicy Delete: removed {spec.uri} (was version {current})",
-                )
-            else:
-                kopf.event(
-                    body,
-                    type="Normal",
-                    reason="AliasKept",
-                    message=f"deletionPolicy Delete: {spec.uri} points at {current}, not our version "
-                    f"{pa.status.resolved_version}; left as it is",
-                )
-        if mark == me:
+        current = state.aliases.get(spec.alias)
+        plan = plan_deletion(
+            wanted=spec.deletion_policy == DeletionPolicy.DELETE and spec.version is not None,
+            version=pa.status.resolved_version,
+            current=current,
+            mark=Owner.from_tag(state.tags.get(owner_tag_key(spec.alias))),
+            me=me,
+        )
+        if plan.delete:
+            await client.delete_alias(spec.prompt, spec.alias)
+            kopf.event(
+                body,
+                type="Normal",
+                reason="AliasDeleted",
+                message=f"deletionPolicy Delete: removed {spec.uri} (was version {current})",
+            )
+        elif plan.kept:
+            kopf.event(
+                body,
+                type="Normal",
+                reason="AliasKept",
+                message=f"deletionPolicy Delete: {spec.uri} points at {current}, not our version "
+                f"{pa.status.resolved_version}; left as it is",
+            )
+        if plan.release:
             await client.delete_prompt_tag(spec.prompt, owner_tag_key(spec.alias))
     except (InvalidRegistryConfig, RegistryError) as exc:
-        elapsed = _since_deletion(meta)
-        transient = isinstance(exc, RegistryUnavailable)
-        if elapsed < DELETION_TIMEOUT_S and transient:
-            patch.status["conditions"] = [_deleting_condition(str(exc), retry)]
+        now = datetime.now(UTC)
+        elapsed = since_deletion(meta.get("deletionTimestamp"), now)
+        step = after_failure(
+            transient=isinstance(exc, RegistryUnavailable),
+            elapsed=elapsed,
+            timeout_s=DELETION_TIMEOUT_S,
+            retry=retry,
+        )
+        if isinstance(step, Retry):
+            patch.status["conditions"] = _deleting_condition(pa, str(exc), retry, now)
             raise kopf.TemporaryError(
                 f"cannot reach MLflow to apply deletionPolicy ({exc}); retrying. To delete without touching "
                 f"MLflow: kubectl annotate promptalias {meta.get('name')} {ABANDON_ANNOTATION}=true",
-                delay=min(30.0, 2.0 ** min(retry, 5)),
+                delay=step.delay,
             ) from None
         kopf.event(
             body,
@@ -166,19 +183,9 @@ async def alias_deleted(
         world.projection_hashes.pop(str(meta.get("uid")), None)
 
 
-def _since_deletion(meta: Mapping[str, Any]) -> float:
-    started = parse_timestamp(meta.get("deletionTimestamp"))
-    if started is None:
-        return 0.0
-    return (datetime.now(UTC) - started).total_seconds()
-
-
-def _deleting_condition(message: str, retry: int) -> dict[str, Any]:
-    return {
-        "type": "Ready",
-        "status": "False",
-        "reason": str(Reason.DELETING),
-        "message": f"deleting: {message} (attempt {retry + 1}); "
-        f"to skip MLflow: annotate {ABANDON_ANNOTATION}=true",
-        "lastTransitionTime": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-    }
+def _deleting_condition(pa: PromptAlias, problem: str, retry: int, now: datetime) -> list[dict[str, Any]]:
+    """status.conditions while the finalizer retries (the builder every status write uses)."""
+    conditions = deleting_conditions(
+        pa.status.conditions, problem, retry=retry, generation=pa.generation, now=now
+    )
+    return [condition.to_dict() for condition in conditions]
