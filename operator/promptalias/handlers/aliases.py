@@ -13,22 +13,15 @@ import kopf
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.alias_reconciler import AliasPass, PassResult
+from promptalias.handlers.finalizers import Finalizer
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
 from promptalias.handlers.worker import WorkerSpec, run_worker
-from promptalias.reconcile.deletion import (
-    Retry,
-    abandoned,
-    after_failure,
-    deleting_conditions,
-    plan_deletion,
-    since_deletion,
-)
-from promptalias.reconcile.ownership import Owner, owner_tag_key
+from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
 from promptalias.reconcile.timestamps import parse_timestamp
-from promptalias.registry import RegistryError, RegistryUnavailable
-from promptalias.vocabulary import ABANDON_ANNOTATION, ALIAS_REQUEST_ANNOTATIONS
+from promptalias.registry import RegistryError
+from promptalias.vocabulary import ALIAS_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +103,8 @@ async def alias_deleted(
     pa = PromptAlias.from_body(body)
     spec = pa.spec
     namespace = str(meta.get("namespace"))
-    if abandoned(meta.get("annotations")):
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasAbandoned",
-            message=f"{ABANDON_ANNOTATION}=true: MLflow alias {spec.uri} left as it is",
-        )
+    finalizer = Finalizer(body, patch, retry, pa, DELETION_TIMEOUT_S)
+    if finalizer.abandon(f"MLflow alias {spec.uri} left as it is"):
         return
     known = resolve_registry(spec.registry_ref, namespace, world.namespaces.get(namespace), world.registries)
     if isinstance(known, Unresolved):
@@ -127,65 +115,27 @@ async def alias_deleted(
             message=f"registry unavailable ({known.message}); MLflow alias {spec.uri} was not touched",
         )
         return
-    me = Owner(world.cluster, namespace, str(meta.get("name")))
+    ours = pa.status.resolved_version
     try:
-        client = await world.client(known)
-        state = await client.get_prompt(spec.prompt)
-        current = state.aliases.get(spec.alias)
-        plan = plan_deletion(
+        await finalizer.remove_alias(
+            await world.client(known),
+            prompt=spec.prompt,
+            alias=spec.alias,
             wanted=spec.deletion_policy == DeletionPolicy.DELETE and spec.version is not None,
-            version=pa.status.resolved_version,
-            current=current,
-            mark=Owner.from_tag(state.tags.get(owner_tag_key(spec.alias))),
-            me=me,
+            version=ours,
+            me=Owner(world.cluster, namespace, str(meta.get("name"))),
+            deleted=lambda current: f"deletionPolicy Delete: removed {spec.uri} (was version {current})",
+            kept=lambda current: (
+                f"deletionPolicy Delete: {spec.uri} points at {current}, not our version "
+                f"{ours}; left as it is"
+            ),
         )
-        if plan.delete:
-            await client.delete_alias(spec.prompt, spec.alias)
-            kopf.event(
-                body,
-                type="Normal",
-                reason="AliasDeleted",
-                message=f"deletionPolicy Delete: removed {spec.uri} (was version {current})",
-            )
-        elif plan.kept:
-            kopf.event(
-                body,
-                type="Normal",
-                reason="AliasKept",
-                message=f"deletionPolicy Delete: {spec.uri} points at {current}, not our version "
-                f"{pa.status.resolved_version}; left as it is",
-            )
-        if plan.release:
-            await client.delete_prompt_tag(spec.prompt, owner_tag_key(spec.alias))
     except (InvalidRegistryConfig, RegistryError) as exc:
-        now = datetime.now(UTC)
-        elapsed = since_deletion(meta.get("deletionTimestamp"), now)
-        step = after_failure(
-            transient=isinstance(exc, RegistryUnavailable),
-            elapsed=elapsed,
-            timeout_s=DELETION_TIMEOUT_S,
-            retry=retry,
-        )
-        if isinstance(step, Retry):
-            patch.status["conditions"] = _deleting_condition(pa, str(exc), retry, now)
-            raise kopf.TemporaryError(
-                f"cannot reach MLflow to apply deletionPolicy ({exc}); retrying. To delete without touching "
-                f"MLflow: kubectl annotate promptalias {meta.get('name')} {ABANDON_ANNOTATION}=true",
-                delay=step.delay,
-            ) from None
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasLeftInMLflow",
-            message=f"gave up applying deletionPolicy after {elapsed:.0f}s: {exc}; {spec.uri} left as it is",
+        finalizer.retry_or_give_up(
+            exc,
+            to="apply deletionPolicy",
+            doing="applying deletionPolicy",
+            left=f"; {spec.uri} left as it is",
         )
     finally:
         world.projection_hashes.pop(str(meta.get("uid")), None)
-
-
-def _deleting_condition(pa: PromptAlias, problem: str, retry: int, now: datetime) -> list[dict[str, Any]]:
-    """status.conditions while the finalizer retries (the builder every status write uses)."""
-    conditions = deleting_conditions(
-        pa.status.conditions, problem, retry=retry, generation=pa.generation, now=now
-    )
-    return [condition.to_dict() for condition in conditions]

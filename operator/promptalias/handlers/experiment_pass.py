@@ -58,7 +58,7 @@ from promptalias.reconcile.gitops import gitops_manager
 from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, resolve_registry
-from promptalias.reconcile.tenancy import WriteAction, mark_refusal
+from promptalias.reconcile.tenancy import Refusal, WriteAction, mark_refusal
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -210,14 +210,7 @@ class ExperimentPass:
         cand_alias = spec.candidate.alias
         self.state.targets[self.uid] = (known, baseline.prompt)
         holder = winner(self.world.claims(), (known.endpoint, baseline.prompt, cand_alias))
-        refusal = refuse_write(
-            self.world,
-            known,
-            WriteAction.CANDIDATE,
-            namespace=self.namespace,
-            prompt=baseline.prompt,
-            alias=cand_alias,
-        )
+        refusal = self._refuse(known, WriteAction.CANDIDATE, baseline.prompt, cand_alias)
         blocked = check_claim(
             spec,
             baseline.prompt,
@@ -274,6 +267,10 @@ class ExperimentPass:
         delay = progress.wake_after if progress.wake_after is not None else self.recheck_s
         return await self._finish(progress, outcome, delay=hook.delay(min(delay, self.recheck_s)))
 
+    def _refuse(self, known: KnownRegistry, action: WriteAction, prompt: str, alias: str) -> Refusal | None:
+        """Why this namespace may not make the write (docs/operator.md, Tenancy), or None."""
+        return refuse_write(self.world, known, action, namespace=self.namespace, prompt=prompt, alias=alias)
+
     async def _write_candidate(self, client: MlflowRegistry, state: PromptState, plan: CandidatePlan) -> None:
         """Owner tag (when unmarked), the alias, then the audit tag on the version."""
         if plan.write is None:
@@ -300,14 +297,8 @@ class ExperimentPass:
         version = self.exp.spec.candidate.version
         refusal = None
         if promotion(baseline, version, requested=progress.promote) == PromotionStep.MOVE_ALIAS:
-            refused = refuse_write(
-                self.world,
-                known,
-                WriteAction.PROMOTE,
-                namespace=self.namespace,
-                prompt=baseline.prompt,
-                alias=baseline.alias,
-            ) or mark_refusal(
+            by_tenancy = self._refuse(known, WriteAction.PROMOTE, baseline.prompt, baseline.alias)
+            refused = by_tenancy or mark_refusal(
                 Owner.from_tag(state.tags.get(owner_tag_key(baseline.alias))),
                 (self.me, self.world.owner(self.namespace, baseline.name)),
                 action=WriteAction.PROMOTE,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import kopf
@@ -29,22 +28,15 @@ from promptalias.handlers.experiment_split import (
     preload,
     publish,
 )
+from promptalias.handlers.finalizers import Finalizer
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, World, snapshot_key
 from promptalias.handlers.worker import WorkerSpec, run_worker
 from promptalias.kube import KubeError
-from promptalias.reconcile.deletion import (
-    Retry,
-    abandoned,
-    after_failure,
-    deleting_conditions,
-    plan_deletion,
-    since_deletion,
-)
-from promptalias.reconcile.ownership import Owner, owner_tag_key
+from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, resolve_registry
-from promptalias.registry import PromptNotFound, RegistryError, RegistryUnavailable
-from promptalias.vocabulary import ABANDON_ANNOTATION, EXPERIMENT_REQUEST_ANNOTATIONS
+from promptalias.registry import PromptNotFound, RegistryError
+from promptalias.vocabulary import EXPERIMENT_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +120,8 @@ async def experiment_deleted(
     spec = exp.spec
     alias = spec.candidate.alias
     publish(world, state, uid, namespace, spec.baseline.name, None)
-    if abandoned(meta.get("annotations")):
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasAbandoned",
-            message=f"{ABANDON_ANNOTATION}=true: candidate alias {alias} left in MLflow",
-        )
+    finalizer = Finalizer(body, patch, retry, exp, DELETION_TIMEOUT_S)
+    if finalizer.abandon(f"candidate alias {alias} left in MLflow"):
         return
     target = await _deletion_target(world, state, uid, namespace, spec.baseline.name)
     if isinstance(target, str):
@@ -146,57 +133,26 @@ async def experiment_deleted(
         )
         return
     known, prompt = target
-    me = Owner(world.cluster, namespace, f"promptexperiment/{meta.get('name')}")
     try:
         client = await world.client(known)
-        mlflow_state = await client.get_prompt(prompt)
-        current = mlflow_state.aliases.get(alias)
-        plan = plan_deletion(
+        plan = await finalizer.remove_alias(
+            client,
+            prompt=prompt,
+            alias=alias,
             wanted=True,
             version=spec.candidate.version,
-            current=current,
-            mark=Owner.from_tag(mlflow_state.tags.get(owner_tag_key(alias))),
-            me=me,
+            me=Owner(world.cluster, namespace, f"promptexperiment/{meta.get('name')}"),
+            deleted=lambda current: f"removed candidate alias {alias} (version {current}) of prompt {prompt}",
         )
-        if plan.delete:
-            await client.delete_alias(prompt, alias)
-            kopf.event(
-                body,
-                type="Normal",
-                reason="AliasDeleted",
-                message=f"removed candidate alias {alias} (version {current}) of prompt {prompt}",
-            )
-        if plan.release:
-            await client.delete_prompt_tag(prompt, owner_tag_key(alias))
-        if plan.delete or plan.release or plan.kept:
+        if plan.delete or plan.kept:  # ours: the cached state of the prompt is stale now
             world.snapshots.pop(snapshot_key(client, prompt), None)
     except PromptNotFound:
         pass
     except (InvalidRegistryConfig, RegistryError) as exc:
-        now = datetime.now(UTC)
-        elapsed = since_deletion(meta.get("deletionTimestamp"), now)
-        step = after_failure(
-            transient=isinstance(exc, RegistryUnavailable),
-            elapsed=elapsed,
-            timeout_s=DELETION_TIMEOUT_S,
-            retry=retry,
-        )
-        if isinstance(step, Retry):
-            conditions = deleting_conditions(
-                exp.status.conditions, str(exc), retry=retry, generation=exp.generation, now=now
-            )
-            patch.status["conditions"] = [condition.to_dict() for condition in conditions]
-            raise kopf.TemporaryError(
-                f"cannot reach MLflow to remove candidate alias {alias} ({exc}); retrying. To delete "
-                f"without touching MLflow: kubectl annotate promptexperiment {meta.get('name')} "
-                f"{ABANDON_ANNOTATION}=true",
-                delay=step.delay,
-            ) from None
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasLeftInMLflow",
-            message=f"gave up removing candidate alias {alias} after {elapsed:.0f}s: {exc}",
+        finalizer.retry_or_give_up(
+            exc,
+            to=f"remove candidate alias {alias}",
+            doing=f"removing candidate alias {alias}",
         )
     state.targets.pop(uid, None)
 
