@@ -624,3 +624,43 @@ def test_holder_is_the_oldest_running_experiment(
     found = state.holder("billing", "parser-production")
     assert (found.uid if found is not None else None) == expected
     assert state.holder("elsewhere", "parser-production") is None
+
+
+def test_baseline_of_reads_the_baseline_body() -> None:
+    from promptalias.api.promptalias import PromptAlias
+    from promptalias.reconcile.experiment_candidate import baseline_of
+
+    body: dict[str, Any] = {
+        "apiVersion": "promptalias.io/v1alpha1",
+        "kind": "PromptAlias",
+        "metadata": {
+            "name": "parser-production",
+            "namespace": "billing",
+            "labels": {"argocd.argoproj.io/instance": "billing"},
+            "managedFields": [
+                {
+                    "manager": "argocd-controller",
+                    "operation": "Apply",
+                    "fieldsV1": {"f:spec": {"f:version": {}}},
+                }
+            ],
+        },
+        "spec": {
+            "registryRef": {"name": "mlflow"},
+            "prompt": "invoice-parser",
+            "alias": "production",
+            "version": 3,
+        },
+        "status": {"resolvedVersion": 3},
+    }
+    found = baseline_of("billing", "parser-production", PromptAlias.from_body(body), body["metadata"])
+    assert (found.prompt, found.alias, found.version, found.resolved_version) == (
+        "invoice-parser",
+        "production",
+        3,
+        3,
+    )
+    assert found.projection_enabled
+    assert found.gitops is not None
+    assert "Argo CD" in found.gitops
+    assert found.spec_actor == "argocd-controller"

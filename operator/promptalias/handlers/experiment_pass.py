@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,15 +28,15 @@ from promptalias.api.promptalias import PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.authority import refuse_write
 from promptalias.handlers.experiment_analysis import analysis_hook
+from promptalias.handlers.experiment_mlflow import ExperimentRegistry
 from promptalias.handlers.experiment_split import ExperimentState, baseline_uids, publish
-from promptalias.handlers.metrics import METRICS
-from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
+from promptalias.handlers.state import InvalidRegistryConfig, World
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.backoff import backoff
 from promptalias.reconcile.experiment import Baseline, Blocked, Progress, advance, read_requests
 from promptalias.reconcile.experiment_candidate import (
-    CandidatePlan,
     baseline_missing,
+    baseline_of,
     check_baseline,
     check_claim,
     plan_candidate,
@@ -54,21 +53,15 @@ from promptalias.reconcile.experiment_status import (
     unavailable,
     with_history,
 )
-from promptalias.reconcile.gitops import gitops_manager
-from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, resolve_registry
 from promptalias.reconcile.tenancy import Refusal, WriteAction, mark_refusal
 from promptalias.registry import (
     MlflowRegistry,
-    PromptNotFound,
     PromptState,
-    PromptVersion,
     RegistryAuthError,
     RegistryError,
-    RegistryNotFound,
     RegistryUnavailable,
-    VersionNotFound,
 )
 
 log = logging.getLogger(__name__)
@@ -82,21 +75,6 @@ IDLE_RECHECK_S: Final = 60.0  # candidate-alias drift safety net when the regist
 class PassResult:
     delay: float
     transient_failure: bool = False
-
-
-def baseline_of(namespace: str, name: str, pa: PromptAlias, meta: Mapping[str, Any]) -> Baseline:
-    """What the experiment needs to know of its baseline PromptAlias (`meta`: its body's metadata)."""
-    return Baseline(
-        namespace=namespace,
-        name=name,
-        prompt=pa.spec.prompt,
-        alias=pa.spec.alias,
-        version=pa.spec.version,
-        resolved_version=pa.status.resolved_version,
-        projection_enabled=pa.spec.projection.enabled,
-        gitops=gitops_manager(meta),
-        spec_actor=version_actor(meta.get("managedFields")),
-    )
 
 
 class ExperimentPass:
@@ -178,25 +156,6 @@ class ExperimentPass:
 
     # ---- with a working client -----------------------------------------------------------------
 
-    async def _read_prompt(self, client: MlflowRegistry, prompt: str) -> PromptState | None:
-        key = snapshot_key(client, prompt)
-        snap = self.world.snapshots.get(key)
-        young = snap is not None and time.monotonic() - snap.fetched < self.recheck_s
-        if not self.fresh and snap is not None and snap.state is not None and young:
-            return snap.state
-        try:
-            state = await client.get_prompt(prompt)
-        except PromptNotFound:
-            return None
-        self.world.snapshots[key] = Snapshot(state, time.monotonic())
-        return state
-
-    async def _read_version(self, client: MlflowRegistry, prompt: str, version: int) -> PromptVersion | None:
-        try:
-            return await client.get_version(prompt, version)
-        except (VersionNotFound, RegistryNotFound):
-            return None
-
     async def _with_registry(
         self,
         progress: Progress,
@@ -219,11 +178,12 @@ class ExperimentPass:
         )
         if blocked is not None:
             return await self._stalled(progress, blocked)
-        state = await self._read_prompt(client, baseline.prompt)
+        mlflow = ExperimentRegistry(self.world, client, self.me)
+        state = await mlflow.read_prompt(baseline.prompt, fresh=self.fresh, max_age_s=self.recheck_s)
         mark = Owner.from_tag(state.tags.get(owner_tag_key(cand_alias))) if state is not None else None
         version = None
         if state is not None and (mark is None or mark == self.me):
-            version = await self._read_version(client, baseline.prompt, spec.candidate.version)
+            version = await mlflow.read_version(baseline.prompt, spec.candidate.version)
         candidate = plan_candidate(
             spec,
             progress,
@@ -240,12 +200,14 @@ class ExperimentPass:
             return await self._stalled(progress, candidate.blocked)
         assert state is not None
         assert version is not None
-        await self._write_candidate(client, state, candidate)
+        await mlflow.write_candidate(state, cand_alias, candidate)
+        if candidate.history is not None:
+            self.extra.append(candidate.history)
 
         promoting = self._plan_promotion(progress, promote_actor, baseline, known, state)
         if promoting.blocked is not None:
             return await self._stalled(progress, promoting.blocked)
-        await self._carry_out_promotion(client, state, baseline, baseline_body, promoting)
+        await self._carry_out_promotion(mlflow, state, baseline, baseline_body, promoting)
         progress = promoting.progress
 
         hook = await analysis_hook(  # spec.analysis (handlers/experiment_analysis.py)
@@ -270,21 +232,6 @@ class ExperimentPass:
     def _refuse(self, known: KnownRegistry, action: WriteAction, prompt: str, alias: str) -> Refusal | None:
         """Why this namespace may not make the write (docs/operator.md, Tenancy), or None."""
         return refuse_write(self.world, known, action, namespace=self.namespace, prompt=prompt, alias=alias)
-
-    async def _write_candidate(self, client: MlflowRegistry, state: PromptState, plan: CandidatePlan) -> None:
-        """Owner tag (when unmarked), the alias, then the audit tag on the version."""
-        if plan.write is None:
-            return
-        prompt, alias = state.name, self.exp.spec.candidate.alias
-        if plan.claim:
-            await client.set_prompt_tag(prompt, owner_tag_key(alias), self.me.to_tag())
-        await client.set_alias(prompt, alias, plan.write)
-        METRICS.alias_writes["CandidateSet"] += 1
-        if plan.audit is not None:
-            await client.set_version_tag(prompt, plan.write, *plan.audit)
-        self._remember_alias(client, state, alias, plan.write, claim=plan.claim)
-        if plan.history is not None:
-            self.extra.append(plan.history)
 
     def _plan_promotion(
         self,
@@ -320,7 +267,7 @@ class ExperimentPass:
 
     async def _carry_out_promotion(
         self,
-        client: MlflowRegistry,
+        mlflow: ExperimentRegistry,
         state: PromptState,
         baseline: Baseline,
         baseline_body: Mapping[str, Any],
@@ -328,12 +275,7 @@ class ExperimentPass:
     ) -> None:
         if plan.patch_spec is not None:
             await self._patch_baseline_version(baseline.name, plan.patch_spec)
-        if plan.move_alias is not None:
-            await client.set_alias(baseline.prompt, baseline.alias, plan.move_alias)
-            METRICS.alias_writes["Promoted"] += 1
-            if plan.audit is not None:
-                await client.set_version_tag(baseline.prompt, plan.move_alias, *plan.audit)
-            self._remember_alias(client, state, baseline.alias, plan.move_alias, claim=False)
+        await mlflow.move_baseline(state, baseline.alias, plan)
         if plan.poke_baseline:
             self.world.poke(baseline_uids(self.world, self.namespace, baseline.name), fresh=True)
         if plan.warning is not None:
@@ -345,22 +287,6 @@ class ExperimentPass:
             )
             self.warnings.append(("PromotionPending", plan.warning))
         self.extra.extend(plan.history)
-
-    def _remember_alias(
-        self, client: MlflowRegistry, state: PromptState, alias: str, version: int, *, claim: bool
-    ) -> None:
-        tags = dict(state.tags)
-        if claim:
-            tags[owner_tag_key(alias)] = self.me.to_tag()
-        updated = PromptState(
-            state.name,
-            {**state.aliases, alias: version},
-            tags,
-            state.is_prompt,
-            state.description,
-            state.latest_version,
-        )
-        self.world.snapshots[snapshot_key(client, state.name)] = Snapshot(updated, time.monotonic())
 
     async def _patch_baseline_version(self, name: str, version: int) -> None:
         """Promote through the baseline's own spec, so its history names this field manager."""
@@ -455,4 +381,4 @@ class ExperimentPass:
             kopf.event(body, type="Warning", reason=after.reason, message=after.message)
 
 
-__all__ = ["FIELD_MANAGER", "IDLE_RECHECK_S", "ExperimentPass", "PassResult", "baseline_of"]
+__all__ = ["FIELD_MANAGER", "IDLE_RECHECK_S", "ExperimentPass", "PassResult"]

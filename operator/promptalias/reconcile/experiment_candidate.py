@@ -24,6 +24,7 @@ from promptalias.api.experiment import (
     PromptExperimentSpec,
     PromptExperimentStatus,
 )
+from promptalias.api.promptalias import PromptAlias
 from promptalias.reconcile.audit import audit_tag
 from promptalias.reconcile.experiment import (
     Baseline,
@@ -33,10 +34,27 @@ from promptalias.reconcile.experiment import (
     Progress,
     split_entry,
 )
+from promptalias.reconcile.gitops import gitops_manager
+from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner
 from promptalias.vocabulary import OPERATOR_FIELD_MANAGER as OPERATOR_ACTOR
 
 # ---- validation -----------------------------------------------------------------------------------
+
+
+def baseline_of(namespace: str, name: str, pa: PromptAlias, meta: Mapping[str, Any]) -> Baseline:
+    """What the experiment needs to know of its baseline PromptAlias (`meta`: its body's metadata)."""
+    return Baseline(
+        namespace=namespace,
+        name=name,
+        prompt=pa.spec.prompt,
+        alias=pa.spec.alias,
+        version=pa.spec.version,
+        resolved_version=pa.status.resolved_version,
+        projection_enabled=pa.spec.projection.enabled,
+        gitops=gitops_manager(meta),
+        spec_actor=version_actor(meta.get("managedFields")),
+    )
 
 
 def split_held(holder: str, baseline: str) -> Blocked:
@@ -210,6 +228,7 @@ def projection_block(
 __all__ = [
     "CandidatePlan",
     "baseline_missing",
+    "baseline_of",
     "candidate_set_entry",
     "check_baseline",
     "check_claim",
