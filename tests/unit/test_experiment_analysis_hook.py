@@ -26,7 +26,7 @@ from promptalias.reconcile.analysis import (
     MetricData,
     decide,
 )
-from promptalias.reconcile.experiment import Outcome
+from promptalias.reconcile.experiment_status import Outcome
 from promptalias.reconcile.stats import Summary
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -15,20 +15,15 @@ from promptalias.reconcile.experiment import (
     Baseline,
     ExperimentReason,
     HistoryReason,
-    Outcome,
     Progress,
-    PromotionStep,
     Requests,
     advance,
-    git_change,
-    projection_block,
-    promoted,
-    promotion,
     read_requests,
-    ready_message,
-    settle,
     step_entered,
 )
+from promptalias.reconcile.experiment_candidate import projection_block
+from promptalias.reconcile.experiment_promotion import PromotionStep, git_change, promoted, promotion
+from promptalias.reconcile.experiment_status import Outcome, ready_message, settle
 from promptalias.reconcile.managed_fields import annotation_actor
 from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION, RESUME_ANNOTATION
 

@@ -10,18 +10,18 @@ from typing import Any
 
 import kopf
 
-from promptalias.api.conditions import Reason
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.alias_reconciler import AliasPass, PassResult
+from promptalias.handlers.finalizers import Finalizer
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
 from promptalias.handlers.worker import WorkerSpec, run_worker
-from promptalias.reconcile.ownership import Owner, owner_tag_key
+from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
 from promptalias.reconcile.timestamps import parse_timestamp
-from promptalias.registry import RegistryError, RegistryUnavailable
-from promptalias.vocabulary import ABANDON_ANNOTATION, ALIAS_REQUEST_ANNOTATIONS
+from promptalias.registry import RegistryError
+from promptalias.vocabulary import ALIAS_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +98,13 @@ async def alias_worker(
 async def alias_deleted(
     body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, patch: kopf.Patch, retry: int, **_: Any
 ) -> None:
-    """Apply deletionPolicy; never hang for ever when the registry is gone."""
+    """Apply deletionPolicy (reconcile/deletion.py); never hang for ever when the registry is gone."""
     world: World = memo.world
     pa = PromptAlias.from_body(body)
     spec = pa.spec
     namespace = str(meta.get("namespace"))
-    if (meta.get("annotations") or {}).get(ABANDON_ANNOTATION) == "true":
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasAbandoned",
-            message=f"{ABANDON_ANNOTATION}=true: MLflow alias {spec.uri} left as it is",
-        )
+    finalizer = Finalizer(body, patch, retry, pa, DELETION_TIMEOUT_S)
+    if finalizer.abandon(f"MLflow alias {spec.uri} left as it is"):
         return
     known = resolve_registry(spec.registry_ref, namespace, world.namespaces.get(namespace), world.registries)
     if isinstance(known, Unresolved):
@@ -120,65 +115,27 @@ async def alias_deleted(
             message=f"registry unavailable ({known.message}); MLflow alias {spec.uri} was not touched",
         )
         return
-    me = Owner(world.cluster, namespace, str(meta.get("name")))
+    ours = pa.status.resolved_version
     try:
-        client = await world.client(known)
-        state = await client.get_prompt(spec.prompt)
-        mark = Owner.from_tag(state.tags.get(owner_tag_key(spec.alias)))
-        ours = mark is None or mark == me
-        if spec.deletion_policy == DeletionPolicy.DELETE and spec.version is not None and ours:
-            current = state.aliases.get(spec.alias)
-            if current is not None and current == pa.status.resolved_version:
-                await client.delete_alias(spec.prompt, spec.alias)
-                kopf.event(
-                    body,
-                    type="Normal",
-                    reason="AliasDeleted",
-                    message=f"deletionPolicy Delete: removed {spec.uri} (was version {current})",
-                )
-            else:
-                kopf.event(
-                    body,
-                    type="Normal",
-                    reason="AliasKept",
-                    message=f"deletionPolicy Delete: {spec.uri} points at {current}, not our version "
-                    f"{pa.status.resolved_version}; left as it is",
-                )
-        if mark == me:
-            await client.delete_prompt_tag(spec.prompt, owner_tag_key(spec.alias))
+        await finalizer.remove_alias(
+            await world.client(known),
+            prompt=spec.prompt,
+            alias=spec.alias,
+            wanted=spec.deletion_policy == DeletionPolicy.DELETE and spec.version is not None,
+            version=ours,
+            me=Owner(world.cluster, namespace, str(meta.get("name"))),
+            deleted=lambda current: f"deletionPolicy Delete: removed {spec.uri} (was version {current})",
+            kept=lambda current: (
+                f"deletionPolicy Delete: {spec.uri} points at {current}, not our version "
+                f"{ours}; left as it is"
+            ),
+        )
     except (InvalidRegistryConfig, RegistryError) as exc:
-        elapsed = _since_deletion(meta)
-        transient = isinstance(exc, RegistryUnavailable)
-        if elapsed < DELETION_TIMEOUT_S and transient:
-            patch.status["conditions"] = [_deleting_condition(str(exc), retry)]
-            raise kopf.TemporaryError(
-                f"cannot reach MLflow to apply deletionPolicy ({exc}); retrying. To delete without touching "
-                f"MLflow: kubectl annotate promptalias {meta.get('name')} {ABANDON_ANNOTATION}=true",
-                delay=min(30.0, 2.0 ** min(retry, 5)),
-            ) from None
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasLeftInMLflow",
-            message=f"gave up applying deletionPolicy after {elapsed:.0f}s: {exc}; {spec.uri} left as it is",
+        finalizer.retry_or_give_up(
+            exc,
+            to="apply deletionPolicy",
+            doing="applying deletionPolicy",
+            left=f"; {spec.uri} left as it is",
         )
     finally:
         world.projection_hashes.pop(str(meta.get("uid")), None)
-
-
-def _since_deletion(meta: Mapping[str, Any]) -> float:
-    started = parse_timestamp(meta.get("deletionTimestamp"))
-    if started is None:
-        return 0.0
-    return (datetime.now(UTC) - started).total_seconds()
-
-
-def _deleting_condition(message: str, retry: int) -> dict[str, Any]:
-    return {
-        "type": "Ready",
-        "status": "False",
-        "reason": str(Reason.DELETING),
-        "message": f"deleting: {message} (attempt {retry + 1}); "
-        f"to skip MLflow: annotate {ABANDON_ANNOTATION}=true",
-        "lastTransitionTime": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-    }

@@ -43,7 +43,9 @@ from promptalias.reconcile.analysis import (
     split_count,
     split_start,
 )
-from promptalias.reconcile.experiment import Baseline, Outcome, Progress
+from promptalias.reconcile.experiment import Baseline, Progress
+from promptalias.reconcile.experiment_status import Outcome
+from promptalias.reconcile.timestamps import format_timestamp
 from promptalias.registry import MlflowRegistry
 from promptalias.sources.observe import observe
 from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION
@@ -247,7 +249,8 @@ def _merge(old: AnalysisStatus | None, new: AnalysisStatus) -> dict[str, Any]:
 async def _request(kube: Kube, namespace: str, name: str, result: Analysis) -> None:
     """Promote or abort through the same annotation a person would set (see the module docstring)."""
     key = PROMOTE_ANNOTATION if result.decision == AnalysisDecision.PROMOTE else ABORT_ANNOTATION
-    stamp = result.status.last_analysis_time.isoformat() if result.status.last_analysis_time else "now"
+    looked = result.status.last_analysis_time
+    stamp = format_timestamp(looked) if looked is not None else "now"
     try:
         await asyncio.to_thread(
             kube.custom.patch_namespaced_custom_object,

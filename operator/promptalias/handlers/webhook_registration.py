@@ -28,6 +28,7 @@ from promptalias.handlers.registries import _known
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, World
 from promptalias.handlers.webhook_receiver import CLUSTER_SCOPE, URL_ENV, Receiver, read_webhook_secret
+from promptalias.reconcile.backoff import backoff
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.registry import RegistryError
 from promptalias.registry.webhooks import (
@@ -182,7 +183,7 @@ async def _webhook_daemon(
                     reg.failures, reg.last_problem = 0, None
                 except (InvalidRegistryConfig, RegistryError) as exc:
                     reg.failures += 1
-                    delay = min(MAX_BACKOFF_S, 5.0 * 2 ** min(reg.failures, 6))
+                    delay = backoff(reg.failures, base=5.0, cap=MAX_BACKOFF_S)
                     problem = f"cannot register the MLflow webhook: {exc}"
                     if problem != reg.last_problem:
                         kopf.event(body, type="Warning", reason="WebhookRegistrationFailed", message=problem)

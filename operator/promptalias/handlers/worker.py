@@ -18,10 +18,10 @@ import kopf
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.state import Worker, World
 from promptalias.kube import KubeError, NotFound
+from promptalias.reconcile.backoff import MAX_BACKOFF_S as MAX_BACKOFF_S  # noqa: PLC0414 - re-export
+from promptalias.reconcile.backoff import backoff as backoff  # noqa: PLC0414 - reconcile/backoff.py
 
 log = logging.getLogger(__name__)
-
-MAX_BACKOFF_S = 60.0
 
 
 class PassOutcome(Protocol):
@@ -35,10 +35,6 @@ class WorkerSpec:
     plural: str
     # (snapshot body, fresh, failures) -> outcome of one pass
     run_pass: Callable[[Mapping[str, Any], bool, int], Awaitable[PassOutcome]]
-
-
-def backoff(failures: int) -> float:
-    return min(MAX_BACKOFF_S, 2.0 ** min(failures, 6))
 
 
 async def run_worker(

@@ -11,9 +11,10 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
+from promptalias.reconcile.timestamps import format_timestamp
 from promptalias.vocabulary import API_VERSION, CONTENT_HASH_ANNOTATION
 
 SCHEMA_VERSION: Final = 1
@@ -172,7 +173,7 @@ def _format_time(updated: datetime | str) -> str:
         return updated
     if updated.tzinfo is None:
         raise ProjectionError("'updated' must be timezone-aware")
-    return updated.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return format_timestamp(updated)
 
 
 def _check_version(version: Any, what: str) -> int:

@@ -1,4 +1,4 @@
-"""What a PromptExperiment does next, and the status that results (pure: no I/O, unit-tested).
+"""Where a PromptExperiment's split stands: requests, the ramp of weights, the baseline (pure, unit-tested).
 
 An experiment gives a candidate alias (e.g. experimental-parser -> v4) a share of the traffic of a
 baseline PromptAlias. The split travels in the baseline's projection; clients route by a stable hash
@@ -13,26 +13,23 @@ of a routing key. The lifecycle (docs/experiments.md):
 Everything here is derived from the spec, the stored status and what was observed, so a crash
 between two writes converges on the next pass: step start times are read back from the history,
 requests (promote, abort, resume) are annotations removed only once they have taken effect.
+
+The rest of the experiment's decisions sit beside this module, one concern each:
+`experiment_candidate.py` (is the experiment valid; the candidate alias in MLflow; the split's block
+in the projection), `experiment_promotion.py` (what each promotion step means) and
+`experiment_status.py` (the status a pass writes). handlers/experiment_pass.py carries them out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from promptalias.api.conditions import (
-    ConditionStatus,
-    ConditionType,
-    Reason,
-    find_condition,
-    kstatus_conditions,
-)
 from promptalias.api.duration import parse_duration
 from promptalias.api.experiment import (
-    MAX_EXPERIMENT_HISTORY,
     ExperimentHistoryEntry,
     ExperimentPhase,
     PromptExperimentSpec,
@@ -40,7 +37,6 @@ from promptalias.api.experiment import (
 )
 from promptalias.reconcile.managed_fields import annotation_actor
 from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION, RESUME_ANNOTATION
-from promptalias.vocabulary import OPERATOR_FIELD_MANAGER as OPERATOR_ACTOR
 
 TERMINAL: Final = frozenset({ExperimentPhase.PROMOTED, ExperimentPhase.ABORTED})
 # A step due within this many seconds is taken now rather than after another sleep.
@@ -132,18 +128,6 @@ def read_requests(
     )
 
 
-# ---- GitOps (detection: reconcile/gitops.py) -----------------------------------------------------
-
-
-def git_change(namespace: str, baseline: str, version: int, manager: str) -> str:
-    """The message that tells a GitOps user which change promotes the candidate."""
-    return (
-        f"the baseline PromptAlias {namespace}/{baseline} is managed by {manager}, so the operator does "
-        f"not patch it: set `spec.version: {version}` on PromptAlias {baseline} in Git. The split stays "
-        "in place until the change is synced; the experiment then becomes Promoted."
-    )
-
-
 # ---- progress of the split ------------------------------------------------------------------------
 
 
@@ -173,7 +157,7 @@ def _seconds(now: datetime) -> datetime:
     return now.replace(microsecond=0)
 
 
-def _entry(
+def split_entry(
     reason: HistoryReason,
     now: datetime,
     *,
@@ -247,7 +231,7 @@ class _Ramp:
 
     def record(self, reason: HistoryReason, now: datetime, message: str, actor: str | None = None) -> None:
         self.history.append(
-            _entry(
+            split_entry(
                 reason,
                 now,
                 phase=self.phase,
@@ -402,7 +386,7 @@ def _next_step(
     ramp.record(HistoryReason.COMPLETED, now, f"{why}: final weight {spec.weight}% reached", actor)
 
 
-# ---- promotion ------------------------------------------------------------------------------------
+# ---- the baseline ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -420,172 +404,9 @@ class Baseline:
     spec_actor: str | None = None  # who last set spec.version
 
 
-class PromotionStep(StrEnum):
-    """What a promotion needs next."""
-
-    DONE = "Done"  # the baseline serves the candidate version
-    PATCH_SPEC = "PatchSpec"  # patch the baseline's spec.version
-    MOVE_ALIAS = "MoveAlias"  # follow mode: move the MLflow alias (the baseline follows it)
-    REPORT_GIT = "ReportGit"  # GitOps-managed: tell the user which Git change to make
-    WAIT = "Wait"  # the change was made; wait for the baseline to resolve it
-
-
-def promotion(baseline: Baseline, candidate_version: int, *, requested: bool) -> PromotionStep | None:
-    """The next promotion step, or None when no promotion is under way.
-
-    A baseline whose spec already names the candidate version (e.g. changed in Git) is a promotion
-    even without a request: once it resolves, the experiment is Promoted.
-    """
-    at_candidate = baseline.resolved_version == candidate_version
-    pinned_to_candidate = baseline.version == candidate_version
-    if at_candidate and (pinned_to_candidate or (baseline.version is None and requested)):
-        return PromotionStep.DONE
-    if pinned_to_candidate:
-        return PromotionStep.WAIT
-    if not requested:
-        return None
-    if baseline.gitops is not None:
-        return PromotionStep.REPORT_GIT
-    if baseline.version is None:
-        return PromotionStep.MOVE_ALIAS
-    return PromotionStep.PATCH_SPEC
-
-
-def promoted(
-    progress: Progress, now: datetime, baseline: Baseline, version: int, actor: str | None
-) -> Progress:
-    """The progress once the baseline serves the candidate version: Promoted, weight 0."""
-    entry = _entry(
-        HistoryReason.PROMOTED,
-        now,
-        phase=ExperimentPhase.PROMOTED,
-        weight=0,
-        step=progress.step,
-        actor=actor,
-        message=f"promoted: {baseline.alias} now points at version {version}",
-    )
-    return Progress(
-        phase=ExperimentPhase.PROMOTED,
-        weight=0,
-        step=progress.step,
-        history=(*progress.history, entry),
-        consumed=progress.consumed | {PROMOTE_ANNOTATION, RESUME_ANNOTATION},
-    )
-
-
-def promotion_requested_entry(
-    progress: Progress, now: datetime, baseline: Baseline, version: int, actor: str | None, how: str
-) -> ExperimentHistoryEntry:
-    return _entry(
-        HistoryReason.PROMOTION_REQUESTED,
-        now,
-        phase=progress.phase,
-        weight=progress.weight,
-        step=progress.step,
-        actor=actor,
-        message=f"promotion of version {version} to {baseline.alias} requested: {how}"[:1024],
-    )
-
-
-def candidate_set_entry(
-    progress: Progress, now: datetime, alias: str, version: int, previous: int | None
-) -> ExperimentHistoryEntry:
-    moved = f"from version {previous} " if previous is not None else ""
-    return _entry(
-        HistoryReason.CANDIDATE_SET,
-        now,
-        phase=progress.phase,
-        weight=progress.weight,
-        step=progress.step,
-        actor=OPERATOR_ACTOR,
-        message=f"MLflow alias {alias} moved {moved}to version {version}",
-    )
-
-
-# ---- projection -----------------------------------------------------------------------------------
-
-
-def projection_block(
-    spec: PromptExperimentSpec,
-    weight: int,
-    *,
-    template: str | list[dict[str, Any]],
-    response_format: Mapping[str, Any] | None,
-    model_config: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The `experiment` block for the baseline's projection (World.experiment_projection's shape)."""
-    candidate: dict[str, Any] = {
-        "alias": spec.candidate.alias,
-        "version": spec.candidate.version,
-        "template": template,
-    }
-    if response_format is not None:
-        candidate["response_format"] = dict(response_format)
-    if model_config is not None:
-        candidate["model_config"] = dict(model_config)
-    return {"candidate": candidate, "weight": weight, "key": spec.routing_key}
-
-
-# ---- status ---------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class Outcome:
-    """How the pass ended; `settle` turns it (and the progress) into the next status."""
+class Blocked:
+    """A problem retrying cannot fix: the pass ends Stalled with this reason, the split as it was."""
 
-    ready: bool
-    reason: str
+    reason: str  # an ExperimentReason or an api.conditions.Reason
     message: str
-    stalled: bool = False
-    reconciling: bool = False
-    reconciling_reason: str | None = None
-    keep_progress: bool = False  # a failure before anything took effect: keep phase/weight/step
-    extra_history: tuple[ExperimentHistoryEntry, ...] = field(default_factory=tuple)
-
-
-def ready_message(spec: PromptExperimentSpec, progress: Progress, baseline_alias: str | None) -> str:
-    candidate = f"Candidate {spec.candidate.alias} -> version {spec.candidate.version}"
-    if progress.phase == ExperimentPhase.PROMOTED:
-        return f"{baseline_alias or 'the baseline alias'} now points at version {spec.candidate.version}"
-    if progress.phase == ExperimentPhase.ABORTED:
-        return "Candidate weight is 0 (aborted)"
-    if progress.phase == ExperimentPhase.PAUSED and spec.suspend:
-        return f"Suspended at {progress.weight}%: {candidate} receives {progress.weight}%"
-    return f"{candidate} receives {progress.weight}%"
-
-
-def settle(
-    status: PromptExperimentStatus,
-    progress: Progress,
-    outcome: Outcome,
-    *,
-    generation: int,
-    now: datetime,
-) -> PromptExperimentStatus:
-    """The next status: kstatus conditions (Ready; Reconciling and Stalled only while True), the
-    split, and the history (bounded, oldest dropped)."""
-    conditions = kstatus_conditions(
-        status.conditions,
-        ready=outcome.ready,
-        reason=outcome.reason,
-        message=outcome.message,
-        stalled=outcome.stalled,
-        reconciling=outcome.reconciling,
-        reconciling_reason=outcome.reconciling_reason or str(Reason.PROGRESSING),
-        now=now,
-        generation=generation,
-    )
-    update: dict[str, Any] = {"observed_generation": generation, "conditions": conditions}
-    history = list(status.history)
-    if not outcome.keep_progress:
-        update.update(phase=progress.phase, current_weight=progress.weight, current_step=progress.step)
-        history.extend(progress.history)
-    history.extend(outcome.extra_history)
-    update["history"] = history[-MAX_EXPERIMENT_HISTORY:]
-    return status.model_copy(update=update)
-
-
-def reconciling_reason(status: PromptExperimentStatus) -> str | None:
-    """The reason of the stored Reconciling condition, if it is True."""
-    found = find_condition(status.conditions, ConditionType.RECONCILING)
-    return found.reason if found is not None and found.status == ConditionStatus.TRUE else None
