@@ -72,7 +72,8 @@ integration: venv controlplane
 demo: venv controlplane
 	@$(BIN)/promptalias demo
 
-bench: venv controlplane
+# As root (PROMPTALIAS_NODE != 0) the kubelet baseline is a real kubelet on the testbed's node.
+bench: venv controlplane node
 	@$(BIN)/python -m benchmarks.run
 	@test "$${BENCH_SCALE:-1}" = 0 || $(BIN)/python -m benchmarks.scale
 	@$(BIN)/python -m benchmarks.analysis_sim
