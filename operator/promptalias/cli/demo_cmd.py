@@ -431,7 +431,8 @@ def _run_pods(state: dict[str, str]) -> int:
     _info(f"pod invoice-app on {pod['spec']['nodeName']} ({pod['status']['podIP']}): sidecar {sidecars}, app")
 
     watcher = subprocess.Popen(
-        [*kubectl, "exec", "-i", "-n", NAMESPACE, "invoice-app", "-c", "app", "--", "python", "-c", WATCHER],
+        [*kubectl, "exec", "-n", NAMESPACE, "invoice-app", "-c", "app", "--", "python", "-c", WATCHER],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
