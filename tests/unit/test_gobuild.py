@@ -104,3 +104,16 @@ def test_missing_go_names_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(TestbedError, match="build fake"):
         FAKE.ensure()
     assert not (tmp_path / "cache" / "fake-v1").exists()
+
+
+def test_tools_keep_their_cache_key() -> None:
+    from promptalias.testbed import tools
+
+    module = REPO / "hack" / "tools"
+    digest = hashlib.sha256(tools.TOOLS_VERSION.encode())
+    for name in ("go.mod", "go.sum", "kstatus/main.go"):  # the key tools.py computed on its own
+        digest.update(name.encode())
+        digest.update((module / name).read_bytes())
+    assert tools._inputs_digest(module) == digest.hexdigest()[:16]
+    assert tools.tools_cache().name == f"tools-{tools.TOOLS_VERSION}"
+    assert tools.TOOLS_BUILD.names == ("helm", "kstatus")

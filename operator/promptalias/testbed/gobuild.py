@@ -132,10 +132,12 @@ class GoModuleBuild:
     targets: tuple[GoTarget, ...]
     digest_seed: str  # hashed first, so a version bump alone invalidates the cache
     digest_files: tuple[str, ...] = ("go.mod", "go.sum")
+    digest_names: bool = False  # hash each file's name before its bytes (the tools cache's key)
     manifest_extra: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     cold_hint: str = "cold: several minutes on 2 cores"
     remedy: str = "check Go >= 1.25 and access to the Go module proxy, then rerun"
+    go_hint: str = "install Go >= 1.25 (e.g. `apt-get install golang`)"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -149,6 +151,8 @@ class GoModuleBuild:
         """Changes whenever the wrapper module (and so the pinned sources) changes."""
         digest = hashlib.sha256(self.digest_seed.encode())
         for name in self.digest_files:
+            if self.digest_names:
+                digest.update(name.encode())
             digest.update((module_dir / name).read_bytes())
         return digest.hexdigest()[:16]
 
@@ -191,7 +195,7 @@ class GoModuleBuild:
             raise TestbedError(
                 f"build {self.what}",
                 "the Go toolchain (`go`) is not on PATH",
-                f"install Go >= 1.25; {self.remedy}",
+                self.go_hint,
             )
         cache = self.cache
         staging = cache.with_name(cache.name + f".tmp-{os.getpid()}")
