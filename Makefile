@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: help venv controlplane node lint typecheck crds crds-check test unit integration demo bench soak clean
 
 help:
-	@echo "make demo   - run the invoice-parser story on a local control plane + MLflow"
+	@echo "make demo   - run the invoice-parser story on a local control plane + MLflow (as pods, as root)"
 	@echo "make test   - lint, type-check and run every test (unit, integration, e2e) on the real testbed"
 	@echo "make bench  - benchmarks; writes bench-results/ (JSON, Markdown, plots)"
 	@echo "make soak   - fault storm (operator SIGKILLs, MLflow freezes): convergence time, history checks"
@@ -69,10 +69,12 @@ unit: venv
 integration: venv controlplane
 	@$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-demo: venv controlplane
+# As root (PROMPTALIAS_NODE != 0) the story runs as pods on the testbed's node; else as processes.
+demo: venv controlplane node
 	@$(BIN)/promptalias demo
 
-bench: venv controlplane
+# As root (PROMPTALIAS_NODE != 0) the kubelet baseline is a real kubelet on the testbed's node.
+bench: venv controlplane node
 	@$(BIN)/python -m benchmarks.run
 	@test "$${BENCH_SCALE:-1}" = 0 || $(BIN)/python -m benchmarks.scale
 	@$(BIN)/python -m benchmarks.analysis_sim

@@ -14,7 +14,7 @@ PROPAGATION_ROWS = (
     ("propagation", "promptalias", "promptalias: CR patch → operator → ConfigMap → sidecar → client"),
     ("follow", "polling", "promptalias follow mode, polling: MLflow move → app"),
     ("follow", "webhook", "promptalias follow mode, MLflow webhooks: MLflow move → app"),
-    ("propagation", "kubelet_emulated", "kubelet-mounted ConfigMap (EMULATED): CR patch → app"),
+    ("propagation", "kubelet", "kubelet-mounted ConfigMap: CR patch → app"),  # label: kubelet_label
     ("propagation", "stock_mlflow", "stock mlflow.genai.load_prompt: MLflow move → app"),
 )
 SYNC_ROWS = (
@@ -83,7 +83,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         f"Kubernetes {meta['kubernetes']}. `make bench` took {meta['runtime_s']:.0f} s.",
         "",
         "All rows of a table were measured in the same run, against a real kube-apiserver + etcd and a "
-        "real `mlflow server` (sqlite) on 127.0.0.1. Latencies: p50 / p99 by linear interpolation; with "
+        "real `mlflow server` (sqlite) on this machine (127.0.0.1, or the node IP 10.254.0.1 when the "
+        "testbed runs a real node). Latencies: p50 / p99 by linear interpolation; with "
         "small n the p99 is close to the maximum. Ratios are baseline ÷ promptalias (> 1: promptalias "
         "is faster).",
         "",
@@ -119,7 +120,7 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         "|---|---|---|---|---|",
     ]
     for section, key, label in PROPAGATION_ROWS:
-        lines.append(_row(label, results[section].get(key)))
+        lines.append(_row(results[section].get(f"{key}_label", label), results[section].get(key)))
         if key == "promptalias":
             after = "… of which: alias committed in MLflow → app read (projection, sidecar, client)"
             lines.append(_row(after, prop.get("promptalias_after_commit")))
@@ -217,7 +218,7 @@ def plot_all(results: dict[str, Any], out: Path) -> list[str]:
     for section, key, label in PROPAGATION_ROWS:
         s = results[section].get(key)
         if s:
-            _cdf(ax, s["samples"], label, 1.0, linewidth=2)
+            _cdf(ax, s["samples"], results[section].get(f"{key}_label", label), 1.0, linewidth=2)
     ax.set_xscale("log")
     ax.set_xlabel("alias change → the app reads the new version (seconds, log scale)")
     ax.set_ylabel("fraction of changes")

@@ -8,8 +8,9 @@ on 127.0.0.1) and one operator process serve every benchmark:
 1. alias sync   CR patch -> alias committed in MLflow, beside bare set_prompt_alias and
                 MlflowRegistry.set_alias (interleaved flip by flip);
 2. propagation  alias change -> a separate reader process reads the new version: promptalias
-                (operator -> ConfigMap -> sidecar -> client), stock mlflow.genai.load_prompt, and an
-                emulated kubelet-mounted ConfigMap (benchmarks/kubelet.py);
+                (operator -> ConfigMap -> sidecar -> client), stock mlflow.genai.load_prompt, and a
+                kubelet-mounted ConfigMap: a real kubelet (a pod on the testbed's node, as root with
+                PROMPTALIAS_NODE != 0), else the emulation (benchmarks/kubelet.py), the report says which;
 3. follow mode  out-of-band set_prompt_alias -> app, with polling and with MLflow webhooks;
 4. client       cached load_prompt, import time and peak RSS, in fresh processes.
 
@@ -129,6 +130,7 @@ class Bench:
         self.background: list[Background[Series]] = []
         self.webhook_status = "registered"
         self.ttl = 0.0
+        self.kubelet_source = {"mode": "emulated", "detail": "not started"}
 
     # ---- setup -----------------------------------------------------------------------------------
 
@@ -136,8 +138,7 @@ class Bench:
         from promptalias.testbed.operator import OperatorProcess
         from promptalias.testbed.ports import free_port
 
-        progress("starting the testbed (kube-apiserver, etcd, kube-controller-manager, MLflow)")
-        self.bed = bed = Testbed.start()
+        self.bed = bed = self.start_testbed()
         self.stack.callback(bed.stop)
         os.environ["MLFLOW_TRACKING_URI"] = bed.mlflow_uri
         crds = str(REPO / "crds")
@@ -167,6 +168,32 @@ class Bench:
         operator_start.join()
         if operator_start.error is not None:
             raise operator_start.error
+
+    def start_testbed(self) -> Testbed:
+        """With a real node when this machine can run one (the kubelet baseline), else without."""
+        from promptalias.testbed import TestbedError
+        from promptalias.testbed.build import K8S_VERSION
+
+        if os.environ.get("PROMPTALIAS_NODE", "1") == "0":
+            reason = "PROMPTALIAS_NODE=0"
+        elif os.geteuid() != 0:
+            reason = "not root: a node needs containerd, kubelet and iptables"
+        else:
+            progress("starting the testbed with a node (kubelet, containerd, kube-proxy, CoreDNS) and MLflow")
+            try:
+                bed = Testbed.start(node=True, node_wait_s=1800)
+            except TestbedError as exc:
+                reason = f"the node did not start: {str(exc).splitlines()[0]}"
+                progress(f"falling back to the kubelet emulation: {reason}")
+            else:
+                self.kubelet_source = {
+                    "mode": "real",
+                    "detail": f"kubelet {K8S_VERSION} on node promptalias-node",
+                }
+                return bed
+        self.kubelet_source = {"mode": "emulated", "detail": reason}
+        progress(f"starting the testbed (kube-apiserver, etcd, kube-controller-manager, MLflow); {reason}")
+        return Testbed.start()
 
     def create_resources(self) -> None:
         import mlflow.genai
@@ -264,6 +291,62 @@ class Bench:
             self._start(probe("stock-mlflow-reader", stock_args, self.logs, env=stock_env))
         )
 
+        if self.kubelet_source["mode"] == "real":
+            self.kubelet_file = self.start_kubelet_pod()
+        else:
+            self.kubelet_file = self.start_kubelet_emulator()
+        file_args = ["file", str(s.slow_read_interval_s), str(self.kubelet_file)]
+        self.kubelet = observations(self._start(probe("kubelet-file-reader", file_args, self.logs)))
+        for child in self.readers:
+            child.wait_ready()
+        progress(f"sidecar, readers, commit probe and the {self.kubelet_source['mode']} kubelet ready")
+
+    def start_kubelet_pod(self) -> Path:
+        """A pod on the real node that mounts the kubelet PromptAlias' projection as a volume; the
+        reader follows the file kubelet writes there (the same tmpfs the container sees)."""
+        from promptalias.testbed.node import PAUSE_IMAGE
+
+        bed = self.bed
+        assert bed.node is not None
+        pod = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: kubelet-baseline, namespace: {NAMESPACE}}}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 0
+  containers:
+    - name: app
+      image: {PAUSE_IMAGE}
+      imagePullPolicy: Never
+      volumeMounts: [{{name: prompts, mountPath: /var/run/prompts, readOnly: true}}]
+  volumes:
+    - name: prompts
+      configMap: {{name: {configmap_name("kubelet")}}}
+"""
+        bed.kubectl("apply", "-f", "-", stdin=pod)
+        bed.kubectl(
+            "wait", "-n", NAMESPACE, "pod/kubelet-baseline", "--for=condition=Ready", "--timeout=300s"
+        )
+        uid = bed.kubectl(
+            "get", "pod", "-n", NAMESPACE, "kubelet-baseline", "-o", "jsonpath={.metadata.uid}"
+        ).stdout
+        volume = (
+            bed.node.node_dir
+            / "kubelet"
+            / "pods"
+            / uid.strip()
+            / "volumes"
+            / "kubernetes.io~configmap"
+            / "prompts"
+        )
+        path = volume / f"{self.prompts['kubelet']}.{ALIAS}.json"
+        wait_until(path.exists, 120, "kubelet to mount the ConfigMap volume", interval=0.1)
+        progress(f"kubelet mounted the ConfigMap into pod kubelet-baseline ({volume})")
+        return path
+
+    def start_kubelet_emulator(self) -> Path:
+        s, bed = self.settings, self.bed
         kubelet_dir = self.tmp / "kubelet-volume"
         emulator = [
             sys.executable,
@@ -277,13 +360,9 @@ class Bench:
             f"--jitter={s.kubelet_jitter}",
         ]
         self._start(Child("kubelet-emulator", emulator, self.logs / "kubelet-emulator.log"))
-        self.kubelet_file = kubelet_dir / f"{self.prompts['kubelet']}.{ALIAS}.json"
-        wait_until(self.kubelet_file.exists, 60, "the emulated kubelet to mount the ConfigMap", interval=0.1)
-        file_args = ["file", str(s.slow_read_interval_s), str(self.kubelet_file)]
-        self.kubelet = observations(self._start(probe("kubelet-file-reader", file_args, self.logs)))
-        for child in self.readers:
-            child.wait_ready()
-        progress("sidecar, readers, commit probe and kubelet emulation ready")
+        path = kubelet_dir / f"{self.prompts['kubelet']}.{ALIAS}.json"
+        wait_until(path.exists, 60, "the emulated kubelet to mount the ConfigMap", interval=0.1)
+        return path
 
     def stop_background(self) -> None:
         self.stop.set()
@@ -322,7 +401,7 @@ class Bench:
 
         def kubelet() -> Series:
             return measure_moves(
-                "kubelet-mounted ConfigMap (emulated)",
+                f"kubelet-mounted ConfigMap ({self.kubelet_source['mode']})",
                 lambda v: kube.patch_version(NAMESPACE, "kubelet", v),
                 self.kubelet,
                 str(self.kubelet_file),
@@ -343,7 +422,7 @@ class Bench:
             thread.start()
         progress(
             f"background: {s.stock_flips} moves seen by stock MLflow (alias cache TTL {ttl:g} s), "
-            f"{s.kubelet_flips} CR flips through the emulated kubelet "
+            f"{s.kubelet_flips} CR flips through the {self.kubelet_source['mode']} kubelet "
             f"(sync every {s.kubelet_sync_s:g}-{period_max:g} s)"
         )
 
@@ -441,7 +520,8 @@ class Bench:
 
     def slow_results(self) -> tuple[Series, Series]:
         while any(t.is_alive() for t in self.background):
-            progress("waiting for the slow baselines (stock MLflow alias cache, emulated kubelet) ...")
+            mode = self.kubelet_source["mode"]
+            progress(f"waiting for the slow baselines (stock MLflow alias cache, {mode} kubelet) ...")
             for thread in self.background:
                 thread.join(timeout=20)
         stock, kubelet = (thread.outcome() for thread in self.background)
@@ -477,6 +557,7 @@ def main() -> int:
         try:
             bench.start_servers()
             meta["kubernetes"] = bench.bed.server_version
+            meta["kubelet_baseline"] = bench.kubelet_source
             bench.create_resources()
             bench.start_observers()
             bench.start_slow_baselines()
@@ -505,6 +586,7 @@ def main() -> int:
         cached=cached,
         imports=imports,
         ttl=bench.ttl,
+        kubelet_source=bench.kubelet_source,
     )
     data["plots"] = report.plot_all(data, out)
     report.write_json(data, out / "report.json")

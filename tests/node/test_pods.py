@@ -23,6 +23,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "promptalias"
 APP_IMAGE = "localhost/promptalias/invoice-app:latest"
+OPERATOR_IMAGE = "ghcr.io/promptalias/promptalias:0.1.0"  # the chart's default, imported by the testbed
+PA = "invoice-parser-production"
+SIDECAR = "promptalias-sidecar"
 
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
@@ -122,7 +125,7 @@ def _registry_and_alias(bed: Testbed, namespace: str, prompt: str, version: int)
 apiVersion: promptalias.io/v1alpha1
 kind: PromptRegistry
 metadata: {{name: mlflow, namespace: {namespace}}}
-spec: {{trackingUri: "{bed.mlflow_uri}", refreshInterval: 5s}}
+spec: {{trackingUri: "{bed.mlflow_cluster_uri}", refreshInterval: 5s}}
 ---
 apiVersion: promptalias.io/v1alpha1
 kind: PromptAlias
@@ -151,16 +154,27 @@ def _set_version(bed: Testbed, namespace: str, version: int) -> None:
     )
 
 
+def projected_version(bed: Testbed, namespace: str) -> int | None:
+    """The version in the projection ConfigMap's document (what sidecars and mounted files serve)."""
+    result = bed.kubectl("get", "configmap", "-n", namespace, f"promptalias-{PA}", "-o", "json", check=False)
+    if result.returncode != 0:
+        return None
+    (document,) = json.loads(result.stdout)["data"].values()
+    return int(json.loads(document)["version"])
+
+
 def _lands(
     bed: Testbed, client: Any, namespace: str, prompt: str, version: int, timeout: float = 300
 ) -> None:
     wait(
         lambda: (
             alias_version(client, prompt, "production") == version
-            and is_ready(alias_status(bed, namespace, "invoice-parser-production"))
+            and is_ready(alias_status(bed, namespace, PA))
+            and projected_version(bed, namespace) == version
         ),
         timeout,
-        f"MLflow {prompt}@production == {version} and the PromptAlias Ready for its generation",
+        f"MLflow {prompt}@production == {version}, the PromptAlias Ready for its generation and the "
+        "projection at that version",
     )
 
 
@@ -245,9 +259,59 @@ def _serves(bed: Testbed, namespace: str, version: int) -> bool:
     return _app_version(bed, namespace) == version
 
 
-def test_injected_app_pod_in_a_restricted_namespace_follows_flips_without_restart(
+def _exec_python(bed: Testbed, namespace: str, pod: str, container: str, code: str) -> str:
+    return bed.kubectl("exec", "-n", namespace, pod, "-c", container, "--", "python", "-c", code).stdout
+
+
+def test_pods_resolve_service_names_through_the_cluster_dns(
     node_bed: Testbed, node_mlflow: Any, story: dict[str, str]
 ) -> None:
+    """CoreDNS (kube-dns 10.0.0.10) answers Service names inside pods and nothing outside the cluster."""
+    namespace, release = story["namespace"], story["release"]
+    pod = wait(
+        lambda: [p for p in operator_pods(node_bed, namespace, release) if ready(p)], 600, "a Ready operator"
+    )
+    name = pod[0]["metadata"]["name"]
+    assert pod[0]["spec"]["dnsPolicy"] == "ClusterFirst"
+    code = """
+import json, socket, urllib.request
+out = {"resolv": open("/etc/resolv.conf").read()}
+for name in ("kubernetes.default.svc.cluster.local", "mlflow.mlflow.svc", "kube-dns.kube-system"):
+    out[name] = socket.gethostbyname(name)
+out["health"] = urllib.request.urlopen("http://mlflow.mlflow.svc:5000/health", timeout=20).read().decode()
+try:
+    out["outside"] = socket.gethostbyname("promptalias-test.invalid")
+except OSError as exc:
+    out["outside"] = type(exc).__name__
+print(json.dumps(out))
+"""
+    out = json.loads(_exec_python(node_bed, namespace, name, "operator", code))
+    assert "nameserver 10.0.0.10" in out["resolv"]
+    assert f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local" in out["resolv"]
+    assert out["kubernetes.default.svc.cluster.local"] == "10.0.0.1"
+    assert out["kube-dns.kube-system"] == "10.0.0.10"
+    mlflow_ip = kget(node_bed, "service", "-n", "mlflow", "mlflow")["spec"]["clusterIP"]
+    assert out["mlflow.mlflow.svc"] == mlflow_ip
+    assert out["health"] == "OK"  # MLflow reached by name: CoreDNS, then kube-proxy to the node IP
+    assert out["outside"] == "gaierror"  # no forward plugin: names outside the cluster never resolve
+
+
+def _sidecar_restarts(bed: Testbed, namespace: str) -> int:
+    pod = kget(bed, "pod", "-n", namespace, "invoice-app")
+    statuses = pod["status"].get("initContainerStatuses") or []
+    return int(next(s["restartCount"] for s in statuses if s["name"] == SIDECAR))
+
+
+def _container(bed: Testbed, namespace: str, name: str) -> dict[str, Any]:
+    pod = kget(bed, "pod", "-n", namespace, "invoice-app")
+    statuses = pod["status"]["containerStatuses"] + (pod["status"].get("initContainerStatuses") or [])
+    status: dict[str, Any] = next(s for s in statuses if s["name"] == name)
+    return status
+
+
+@pytest.fixture(scope="module")
+def app(node_bed: Testbed, node_mlflow: Any, story: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The webhook and per-app sidecar RBAC enabled by `helm upgrade`; the invoice app pod at v2."""
     from promptalias.testbed.tools import helm
 
     namespace, release = story["namespace"], story["release"]
@@ -263,7 +327,7 @@ def test_injected_app_pod_in_a_restricted_namespace_follows_flips_without_restar
                 "invoice-parser": {
                     "namespace": app_ns,
                     "serviceAccount": "invoice-parser",
-                    "promptAliases": ["invoice-parser-production"],
+                    "promptAliases": [PA],
                 }
             }
         },
@@ -289,18 +353,123 @@ def test_injected_app_pod_in_a_restricted_namespace_follows_flips_without_restar
         _apply(node_bed, _app_pod(app_ns, APP_IMAGE, prompt))
         pod = kget(node_bed, "pod", "-n", app_ns, "invoice-app")
         sidecars = [c["name"] for c in pod["spec"].get("initContainers") or []]
-        assert sidecars == ["promptalias-sidecar"], "the admission webhook injected the native sidecar"
+        assert sidecars == [SIDECAR], "the admission webhook injected the native sidecar"
         wait(lambda: ready(kget(node_bed, "pod", "-n", app_ns, "invoice-app")), 600, "the app pod Ready")
-        assert _app_version(node_bed, app_ns) == 2
-        for version in (3, 2):
-            _set_version(node_bed, app_ns, version)
-            _lands(node_bed, node_mlflow, app_ns, prompt, version)
-            wait(functools.partial(_serves, node_bed, app_ns, version), 300, f"the app to serve v{version}")
-        pod = kget(node_bed, "pod", "-n", app_ns, "invoice-app")
-        statuses = pod["status"]["containerStatuses"] + pod["status"]["initContainerStatuses"]
-        assert {s["name"]: s["restartCount"] for s in statuses} == {"app": 0, "promptalias-sidecar": 0}
+        yield {"namespace": app_ns, "prompt": prompt}
     finally:
         node_bed.kubectl("delete", "namespace", app_ns, "--wait=false", check=False)
+
+
+def test_injected_app_pod_in_a_restricted_namespace_follows_flips_without_restart(
+    node_bed: Testbed, node_mlflow: Any, app: dict[str, str]
+) -> None:
+    app_ns, prompt = app["namespace"], app["prompt"]
+    assert _app_version(node_bed, app_ns) == 2
+    for version in (3, 2):
+        _set_version(node_bed, app_ns, version)
+        _lands(node_bed, node_mlflow, app_ns, prompt, version)
+        wait(functools.partial(_serves, node_bed, app_ns, version), 300, f"the app to serve v{version}")
+    pod = kget(node_bed, "pod", "-n", app_ns, "invoice-app")
+    statuses = pod["status"]["containerStatuses"] + pod["status"]["initContainerStatuses"]
+    assert {s["name"]: s["restartCount"] for s in statuses} == {"app": 0, SIDECAR: 0}
+
+
+def _liveness_failures(bed: Testbed, namespace: str) -> list[str]:
+    events = kget(bed, "events", "-n", namespace, "--field-selector", "involvedObject.name=invoice-app")
+    return [
+        e["message"]
+        for e in events["items"]
+        if e["reason"] == "Unhealthy"
+        and "Liveness probe failed" in e["message"]
+        and SIDECAR in (e["involvedObject"].get("fieldPath") or "")
+    ]
+
+
+def test_sidecar_liveness_probe_restarts_it_when_its_watch_is_cut_and_the_app_keeps_serving(
+    node_bed: Testbed, node_mlflow: Any, app: dict[str, str]
+) -> None:
+    """Revoke the sidecar's RBAC: its watch fails, /healthz (the real liveness probe) turns 503 after
+    --stale-after (120 s), the kubelet restarts the sidecar container; the app, reading the files the
+    sidecar left in the pod's volume, serves the last good prompt throughout. Restored RBAC: it recovers."""
+    app_ns, prompt = app["namespace"], app["prompt"]
+    serving = _app_version(node_bed, app_ns)
+    before = _sidecar_restarts(node_bed, app_ns)
+    (binding,) = kget(
+        node_bed, "rolebinding", "-n", app_ns, "-l", "app.kubernetes.io/component=sidecar-rbac"
+    )["items"]
+    saved = {
+        "apiVersion": binding["apiVersion"],
+        "kind": binding["kind"],
+        "metadata": {
+            k: binding["metadata"][k]
+            for k in ("name", "namespace", "labels", "annotations")
+            if k in binding["metadata"]
+        },
+        "roleRef": binding["roleRef"],
+        "subjects": binding["subjects"],
+    }
+    node_bed.kubectl("delete", "rolebinding", "-n", app_ns, binding["metadata"]["name"])
+    try:
+        # the open watch ends within --watch-timeout (60 s); every relist is then Forbidden
+        wait(
+            lambda: _sidecar_restarts(node_bed, app_ns) > before, 900, "the kubelet to restart the sidecar", 2
+        )
+        assert _liveness_failures(node_bed, app_ns), "the restart came from the liveness probe"
+        assert _container(node_bed, app_ns, "app")["restartCount"] == 0
+        assert _app_version(node_bed, app_ns) == serving  # the last good prompt, with the sidecar down
+    finally:
+        node_bed.kubectl("apply", "-f", "-", stdin=json.dumps(saved))
+    wait(
+        lambda: _container(node_bed, app_ns, SIDECAR).get("ready") is True, 900, "the sidecar Ready again", 2
+    )
+    target = 3 if serving == 2 else 2
+    _set_version(node_bed, app_ns, target)
+    _lands(node_bed, node_mlflow, app_ns, prompt, target)
+    wait(
+        functools.partial(_serves, node_bed, app_ns, target), 300, f"the recovered sidecar to bring v{target}"
+    )
+    assert _container(node_bed, app_ns, "app")["restartCount"] == 0
+
+
+def test_helm_upgrade_to_a_new_image_tag_rolls_the_operator_without_losing_a_move(
+    node_bed: Testbed, node_mlflow: Any, story: dict[str, str]
+) -> None:
+    from promptalias.testbed.tools import helm
+
+    namespace, release, prompt = story["namespace"], story["release"], story["prompt"]
+    assert node_bed.node is not None
+    tag = "0.1.0-rolled"
+    # The imported image under a second tag (no rebuild); pullPolicy Never: nothing is ever pulled.
+    node_bed.node.ctr("images", "tag", "--force", OPERATOR_IMAGE, f"{OPERATOR_IMAGE.rsplit(':', 1)[0]}:{tag}")
+    old = {p["metadata"]["uid"] for p in operator_pods(node_bed, namespace, release)}
+    current = alias_version(node_mlflow, prompt, "production")
+    during, after = (3, 2) if current == 2 else (2, 3)
+    helm(node_bed.kubeconfig).run(
+        "upgrade",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--reuse-values",
+        "--set",
+        f"image.tag={tag},image.pullPolicy=Never",
+        timeout=300,
+    )  # returns once the new Deployment is applied: the roll is under way
+    _set_version(node_bed, namespace, during)
+
+    def rolled() -> bool:
+        pods = operator_pods(node_bed, namespace, release)
+        return (
+            len(pods) == 2
+            and all(map(ready, pods))
+            and not {p["metadata"]["uid"] for p in pods} & old
+            and all(p["spec"]["containers"][0]["image"].endswith(f":{tag}") for p in pods)
+        )
+
+    wait(rolled, 900, f"both operator pods replaced by Ready pods running :{tag}", 2)
+    _lands(node_bed, node_mlflow, namespace, prompt, during)  # the move made during the roll
+    _set_version(node_bed, namespace, after)
+    _lands(node_bed, node_mlflow, namespace, prompt, after)  # and one after it
 
 
 def test_helm_uninstall_keeps_the_mlflow_aliases_and_removes_the_pods(

@@ -27,7 +27,9 @@ def test_containerd_config_is_private_and_works_without_cap_sys_resource(tmp_pat
 
 
 def test_kubelet_config_runs_on_cgroup_v1_without_systemd(tmp_path: Path) -> None:
-    config = json.loads(node._kubelet_config(tmp_path, tmp_path / "containerd.sock", 12345, dns=False))
+    config = json.loads(
+        node._kubelet_config(tmp_path, tmp_path / "containerd.sock", 12345, cluster_dns=False)
+    )
     assert config["failCgroupV1"] is False
     assert config["cgroupDriver"] == "cgroupfs"
     assert config["address"] == node.NODE_IP != "127.0.0.1"
@@ -52,3 +54,12 @@ def test_cni_and_proxy_stay_on_private_ranges(tmp_path: Path) -> None:
 
 def test_operator_image_is_imported_under_the_charts_default_name() -> None:
     assert chart_image_name(REPO) == "ghcr.io/promptalias/promptalias:0.1.0"
+
+
+def test_kubelet_points_pods_at_the_cluster_dns(tmp_path: Path) -> None:
+    config = json.loads(node._kubelet_config(tmp_path, tmp_path / "containerd.sock", 12345, cluster_dns=True))
+    assert config["clusterDNS"] == ["10.0.0.10"]
+    assert config["clusterDomain"] == "cluster.local"
+    # defaults, stated: the kubelet-mounted ConfigMap baseline of `make bench` measures them
+    assert config["syncFrequency"] == "60s"
+    assert "configMapAndSecretChangeDetectionStrategy" not in config  # default: Watch

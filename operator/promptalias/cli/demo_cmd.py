@@ -1,8 +1,11 @@
 """`promptalias demo` (`make demo`): the invoice-parser story end to end on the local testbed.
 
-Starts (or reuses) the testbed, installs the CRDs, runs the operator, a sidecar and a small app as
-local processes, then moves the alias 2 -> 3 -> 2 and shows the running app switching without a
-restart, with the measured latency. Everything keeps running afterwards for you to try things;
+As pods when this machine can run the testbed's node (root, PROMPTALIAS_NODE != 0; docs/node.md):
+the operator installed with `helm install` from charts/promptalias, the invoice app as a pod whose
+sidecar the operator's admission webhook injects, MLflow reached by Service name through CoreDNS.
+Otherwise (or when the node does not start) as local processes, with a line saying why. Either way
+it moves the alias 2 -> 3 -> 2 and shows the running app switching without a restart, with the
+measured latency. Everything keeps running afterwards for you to try things;
 `promptalias testbed down` (or `make clean`) stops it all.
 """
 
@@ -11,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -112,17 +117,68 @@ def _free_port() -> int:
     return free_port()
 
 
-def run(args: argparse.Namespace) -> int:
-    from promptalias.testbed import Testbed, TestbedError, detached_state
-    from promptalias.testbed.bed import DETACHED_DIR
+def _register_prompts(state: dict[str, str]) -> Any:
+    import logging
 
-    repo = _repo()
-    _say("1/7", "Local control plane (kube-apiserver + etcd + controller-manager) and MLflow")
+    import mlflow
+    import mlflow.genai
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ["MLFLOW_TRACKING_URI"] = state["mlflowUri"]
+    mlflow.set_tracking_uri(state["mlflowUri"])
+    client = mlflow.MlflowClient()
     try:
-        if detached_state() is None:
-            Testbed.start(detached=True)
+        existing = len(client.search_prompt_versions(PROMPT).prompt_versions)
+    except Exception:  # noqa: BLE001 - the prompt does not exist yet
+        existing = 0
+    for number, template in enumerate(TEMPLATES, start=1):
+        if number > existing:
+            tags = {"approved": "true"} if number < 4 else {"experimental": "true"}
+            mlflow.genai.register_prompt(
+                name=PROMPT, template=template, tags=tags, commit_message=f"invoice-parser v{number}"
+            )
+        _info(f"{template[:78]}...")
+    return client
+
+
+def _node_refusal() -> str:
+    """Why the demo cannot run as pods here ('' when it can try)."""
+    if os.environ.get("PROMPTALIAS_NODE", "1") == "0":
+        return "PROMPTALIAS_NODE=0"
+    if os.geteuid() != 0:
+        return "not root: the node needs containerd, kubelet and iptables (docs/node.md)"
+    return ""
+
+
+def _start_testbed() -> str:
+    """Start (or reuse) the detached testbed, with a node when possible; '' or why there is no node."""
+    from promptalias.testbed import Testbed, TestbedError, detached_state
+
+    state = detached_state()
+    if state is not None:
+        _info("reusing the running testbed")
+        if "node" in state:
+            return ""
+        return "the running testbed has no node (`promptalias testbed down` and rerun for pods)"
+    refusal = _node_refusal()
+    if not refusal:
+        try:
+            Testbed.start(detached=True, node=True)
+        except TestbedError as exc:
+            refusal = f"the node did not start: {str(exc).splitlines()[0]}"
+            _info(f"{refusal}; starting the testbed without it")
         else:
-            _info("reusing the running testbed")
+            return ""
+    Testbed.start(detached=True)
+    return refusal
+
+
+def run(args: argparse.Namespace) -> int:
+    from promptalias.testbed import TestbedError, detached_state
+
+    _say("1/7", "Local control plane (kube-apiserver, etcd, controller-manager), MLflow, a node if possible")
+    try:
+        refusal = _start_testbed()
     except TestbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -133,11 +189,17 @@ def run(args: argparse.Namespace) -> int:
         f"Kubernetes {version}; MLflow {state['mlflowUri']} (health: "
         f"{_get_text(state['mlflowUri'] + '/health')})"
     )
-    _info(
-        "the demo runs the operator, sidecar and app as local processes (not yet as pods); the same "
-        "story as pods on a real node is tests/node (make test, as root), and "
-        "`promptalias testbed up --node` gives you a node to `helm install` into (docs/node.md)"
-    )
+    if not refusal:
+        _info(f"node {state['node']} Ready: the operator, the sidecar and the app run as pods")
+        return _run_pods(state)
+    _info(f"running the operator, sidecar and app as local processes, not pods: {refusal}")
+    return _run_processes(state)
+
+
+def _run_processes(state: dict[str, str]) -> int:
+    from promptalias.testbed.bed import DETACHED_DIR
+
+    repo = _repo()
     demo_dir = DETACHED_DIR / "demo"
     demo_dir.mkdir(exist_ok=True)
     env = {
@@ -168,26 +230,7 @@ def run(args: argparse.Namespace) -> int:
 
     _say("3/7", "Register invoice-parser v1-v4 in MLflow (v1-v3 approved)")
     os.environ.update(env)
-    import logging
-
-    import mlflow
-    import mlflow.genai
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-    mlflow.set_tracking_uri(state["mlflowUri"])
-    client = mlflow.MlflowClient()
-    try:
-        existing = len(client.search_prompt_versions(PROMPT).prompt_versions)
-    except Exception:  # noqa: BLE001 - the prompt does not exist yet
-        existing = 0
-    for number, template in enumerate(TEMPLATES, start=1):
-        if number > existing:
-            tags = {"approved": "true"} if number < 4 else {"experimental": "true"}
-            mlflow.genai.register_prompt(
-                name=PROMPT, template=template, tags=tags, commit_message=f"invoice-parser v{number}"
-            )
-        _info(f"{template[:78]}...")
+    client = _register_prompts(state)
 
     _say("4/7", "Apply examples/invoice-parser: PromptRegistry + PromptAlias production -> 2")
     for manifest in sorted((repo / "examples" / "invoice-parser").glob("[0-2]*.yaml")):
@@ -259,14 +302,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     _say("7/7", "The audit trail (status.history) and Events")
-    history = json.loads(_kubectl(state, "get", "promptalias", PA, "-n", NAMESPACE, "-o", "json"))["status"]
-    for entry in history.get("history", []):
-        _info(
-            f"{entry['time']}  {entry['reason']:<14} "
-            f"v{entry.get('previousVersion', '-')} -> v{entry['version']}"
-            f"  by {entry.get('actor') or '-'}"
-        )
-    print(_kubectl(state, "get", "promptaliases", "-n", NAMESPACE))
+    _audit(state)
     print(
         "What to try next (the testbed, operator, sidecar and app keep running):\n"
         '  eval "$(.venv/bin/promptalias testbed env)"\n'
@@ -283,3 +319,195 @@ def run(args: argparse.Namespace) -> int:
         "  stop everything: .venv/bin/promptalias testbed down   (or: make clean)"
     )
     return 0
+
+
+CHART_NAMESPACE = "promptalias"
+APP_POD = f"""
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: invoice-parser, namespace: {NAMESPACE}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: invoice-app
+  namespace: {NAMESPACE}
+  annotations:
+    promptalias.io/inject: "true"
+    promptalias.io/prompts: promptalias-{PA}
+spec:
+  serviceAccountName: invoice-parser
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65532
+    seccompProfile: {{type: RuntimeDefault}}
+  containers:
+    - name: app
+      image: localhost/promptalias/invoice-app:latest
+      imagePullPolicy: IfNotPresent
+      env:
+        - {{name: PROMPT_URI, value: "prompts:/{PROMPT}/production"}}
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities: {{drop: [ALL]}}
+"""
+# Runs inside the app container: polls the app every 10 ms, prints `<CLOCK_MONOTONIC> <version>` on
+# every change (containers share the host's monotonic clock: the latency needs no clock sync).
+WATCHER = """
+import json, sys, time, urllib.request as u
+print("ready", flush=True)
+last, end = None, time.monotonic() + 900
+while time.monotonic() < end:
+    try:
+        v = json.load(u.urlopen("http://127.0.0.1:8080/parse?text=ACME%20invoice%2042", timeout=5))["version"]
+    except Exception:
+        v = None
+    if v != last:
+        print(f"{time.monotonic():.6f} {v}", flush=True)
+        last = v
+    time.sleep(0.01)
+"""
+
+
+def _run_pods(state: dict[str, str]) -> int:
+    from promptalias.testbed.tools import helm
+
+    repo = _repo()
+    kubectl = [state["kubectl"], f"--kubeconfig={state['kubeconfig']}"]
+    _say("2/7", "helm install the operator (charts/promptalias, the locally built image) with the webhook on")
+    _kubectl(state, "apply", "-f", str(repo / "examples" / "invoice-parser" / "00-namespace.yaml"))
+    _kubectl(
+        state, "label", "--overwrite", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    chart = helm(Path(state["kubeconfig"]))
+    installed = (
+        chart.run("status", "promptalias", "--namespace", CHART_NAMESPACE, check=False).returncode == 0
+    )
+    rbac = {
+        "invoice-parser": {"namespace": NAMESPACE, "serviceAccount": "invoice-parser", "promptAliases": [PA]}
+    }
+    chart.run(
+        "upgrade" if installed else "install",
+        "promptalias",
+        str(repo / "charts" / "promptalias"),
+        "--namespace",
+        CHART_NAMESPACE,
+        *([] if installed else ["--create-namespace"]),
+        "--set",
+        "webhook.enabled=true",
+        "--set-json",
+        f"sidecarRbac.apps={json.dumps(rbac)}",
+        "--wait",
+        "--timeout",
+        "600s",
+        timeout=700,
+    )
+    for line in _kubectl(state, "get", "pods", "-n", CHART_NAMESPACE, "-o", "wide").splitlines():
+        _info(line)
+
+    _say("3/7", "Register invoice-parser v1-v4 in MLflow (v1-v3 approved)")
+    client = _register_prompts(state)
+
+    cluster_uri = state.get("mlflowClusterUri", state["mlflowUri"])
+    _say(
+        "4/7", f"Apply examples/invoice-parser: PromptRegistry ({cluster_uri}) + PromptAlias production -> 2"
+    )
+    for manifest in sorted((repo / "examples" / "invoice-parser").glob("[1-2]*.yaml")):
+        text = manifest.read_text().replace("${MLFLOW_TRACKING_URI}", cluster_uri)
+        _kubectl(state, "apply", "-f", "-", stdin=text)
+    _wait(
+        "production -> 2 in MLflow",
+        lambda: client.get_prompt_version_by_alias(PROMPT, "production").version == 2,
+        timeout=300,
+    )
+    _info("the operator pod reached MLflow by its Service name (CoreDNS + kube-proxy) and set production = 2")
+
+    _say("5/7", "Start the app pod (annotated promptalias.io/inject); the webhook adds the sidecar")
+    _kubectl(state, "apply", "-f", "-", stdin=APP_POD)
+    _kubectl(state, "wait", "-n", NAMESPACE, "pod/invoice-app", "--for=condition=Ready", "--timeout=600s")
+    pod = json.loads(_kubectl(state, "get", "pod", "-n", NAMESPACE, "invoice-app", "-o", "json"))
+    sidecars = [c["name"] for c in pod["spec"].get("initContainers") or []]
+    _info(f"pod invoice-app on {pod['spec']['nodeName']} ({pod['status']['podIP']}): sidecar {sidecars}, app")
+
+    watcher = subprocess.Popen(
+        [*kubectl, "exec", "-n", NAMESPACE, "invoice-app", "-c", "app", "--", "python", "-c", WATCHER],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in watcher.stdout or []:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+    def seen(target: int | None, timeout: float = 300) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1).strip()
+            except queue.Empty:
+                continue
+            if line == "ready":
+                continue
+            stamp, version = line.split()
+            if target is None or version == str(target):
+                return float(stamp)
+        raise SystemExit(f"error: the app did not serve version {target} within {timeout:.0f}s")
+
+    try:
+        seen(2)
+        _info("the app answers: version 2")
+        _say("6/7", "Move the alias: kubectl patch ... spec.version 3 (no restart, no redeploy)")
+        for target, label in ((3, "apply v3"), (2, "roll back to v2")):
+            patch = json.dumps({"spec": {"version": target}})
+            _kubectl(state, "patch", "promptalias", PA, "-n", NAMESPACE, "--type=merge", "-p", patch)
+            returned = time.monotonic()
+            elapsed_ms = (seen(target) - returned) * 1000
+            alias_now = client.get_prompt_version_by_alias(PROMPT, "production").version
+            _info(
+                f"{label}: the app pod served v{target} {elapsed_ms:.0f} ms after kubectl patch returned "
+                f"(MLflow says production = v{alias_now})"
+            )
+    finally:
+        watcher.kill()
+        watcher.wait(timeout=10)
+    pod = json.loads(_kubectl(state, "get", "pod", "-n", NAMESPACE, "invoice-app", "-o", "json"))
+    restarts = {
+        s["name"]: s["restartCount"]
+        for s in pod["status"]["containerStatuses"] + (pod["status"].get("initContainerStatuses") or [])
+    }
+    _info(f"container restarts: {restarts}")
+
+    _say("7/7", "The audit trail (status.history) and Events")
+    _audit(state)
+    print(
+        "What to try next (the testbed, its node, the operator and the app pod keep running):\n"
+        '  eval "$(.venv/bin/promptalias testbed env)"\n'
+        "  kubectl get pods -A -o wide\n"
+        f"  kubectl get promptaliases -n {NAMESPACE}\n"
+        f'  kubectl patch promptalias {PA} -n {NAMESPACE} --type=merge -p \'{{"spec":{{"version":4}}}}\''
+        "   # refused: v4 lacks approved=true (PolicyViolation)\n"
+        f"  kubectl logs -n {NAMESPACE} invoice-app -c promptalias-sidecar\n"
+        f'  kubectl exec -n {NAMESPACE} invoice-app -c app -- python -c "import urllib.request as u; '
+        "print(u.urlopen('http://127.0.0.1:8080/parse?text=ACME').read().decode())\"\n"
+        f"  kubectl delete pod -n {CHART_NAMESPACE} -l app.kubernetes.io/instance=promptalias   # failover\n"
+        f"  MLflow UI: {state['mlflowUri']}\n"
+        "  stop everything: .venv/bin/promptalias testbed down   (or: make clean)"
+    )
+    return 0
+
+
+def _audit(state: dict[str, str]) -> None:
+    history = json.loads(_kubectl(state, "get", "promptalias", PA, "-n", NAMESPACE, "-o", "json"))["status"]
+    for entry in history.get("history", []):
+        _info(
+            f"{entry['time']}  {entry['reason']:<14} "
+            f"v{entry.get('previousVersion', '-')} -> v{entry['version']}"
+            f"  by {entry.get('actor') or '-'}"
+        )
+    print(_kubectl(state, "get", "promptaliases", "-n", NAMESPACE))

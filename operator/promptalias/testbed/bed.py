@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from promptalias.testbed import dns
 from promptalias.testbed.build import K8S_VERSION, ensure_binaries
 from promptalias.testbed.controlplane import ControlPlane
 from promptalias.testbed.errors import TestbedError
@@ -28,6 +29,10 @@ from promptalias.testbed.procs import DETACHED, RUN_PREFIX, RUN_ROOT, kill_group
 from promptalias.testbed.progress import say, step
 
 DETACHED_DIR = RUN_ROOT / f"{RUN_PREFIX}testbed"
+# With a node, the testbed's MLflow is also a Service: pods use http://mlflow.mlflow.svc:5000.
+MLFLOW_SERVICE = ("mlflow", "mlflow")  # name, namespace
+MLFLOW_SERVICE_PORT = 5000
+MLFLOW_CLUSTER_URI = f"http://{MLFLOW_SERVICE[0]}.{MLFLOW_SERVICE[1]}.svc:{MLFLOW_SERVICE_PORT}"
 STATE_FILE = "state.json"
 
 
@@ -52,6 +57,12 @@ class Testbed:
     node_ready_seconds: float = 0.0
     images_import_seconds: float = 0.0
     images: NodeImages | None = None
+    dns_ready_seconds: float = 0.0
+
+    @property
+    def mlflow_cluster_uri(self) -> str:
+        """MLflow as pods on the node reach it: by Service name, through CoreDNS and kube-proxy."""
+        return MLFLOW_CLUSTER_URI if self.node is not None else self.mlflow_uri
 
     @property
     def mlflow_uri(self) -> str:
@@ -100,7 +111,15 @@ class Testbed:
                 )
                 the_node.node_dir.mkdir(parents=True)
                 the_node.setup_network()
-            mlflow = MlflowServer(run_dir / "mlflow", tied=tied, host=host)
+            cluster_names = (
+                (
+                    f"{MLFLOW_SERVICE[0]}.{MLFLOW_SERVICE[1]}.svc",
+                    f"{MLFLOW_SERVICE[0]}.{MLFLOW_SERVICE[1]}.svc.cluster.local",
+                )
+                if node
+                else ()
+            )
+            mlflow = MlflowServer(run_dir / "mlflow", tied=tied, host=host, extra_hosts=cluster_names)
             if use_existing_cluster():
                 kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
                 if not kubeconfig.is_file():
@@ -150,6 +169,11 @@ class Testbed:
         self.images_import_seconds = round(time.monotonic() - started, 1)
         say(f"imported {len(images.all())} images into containerd in {self.images_import_seconds}s")
         started = time.monotonic()
+        node.start_dns()
+        self._record(owner)
+        self.dns_ready_seconds = round(time.monotonic() - started, 1)
+        say(f"CoreDNS answers for {dns.CLUSTER_DOMAIN} on {NODE_IP}:53 ({self.dns_ready_seconds}s)")
+        started = time.monotonic()
         node.start_kubelet()
         node.start_scheduler()
         node.start_proxy()
@@ -159,6 +183,16 @@ class Testbed:
         node.wait_ready()
         self.node_ready_seconds = round(time.monotonic() - started, 1)
         say(f"node {NODE_NAME} Ready {self.node_ready_seconds}s after kubelet started")
+        # The testbed's MLflow by name inside the cluster, as the README writes it.
+        node.apply(
+            dns.selectorless_service(
+                MLFLOW_SERVICE[0],
+                MLFLOW_SERVICE[1],
+                NODE_IP,
+                [("http", "TCP", MLFLOW_SERVICE_PORT, self.mlflow.port)],
+                create_namespace=True,
+            )
+        )
 
     def _groups(self) -> list[int]:
         groups = [s.pid for s in self.controlplane.servers] if self.controlplane else []
@@ -184,6 +218,7 @@ class Testbed:
             state["node"] = NODE_NAME
             state["nodeDir"] = str(self.node.node_dir)
             state["nodeReadySeconds"] = str(self.node_ready_seconds)
+            state["mlflowClusterUri"] = self.mlflow_cluster_uri
         (self.run_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def env(self) -> dict[str, str]:

@@ -37,6 +37,8 @@ class MlflowServer:
     webhook_key: str = field(default_factory=lambda: base64.urlsafe_b64encode(os.urandom(32)).decode())
     server: Server | None = None
     host: str = LOOPBACK  # the node's private IP when pods must reach it
+    # Host headers MLflow accepts besides its defaults (loopback, private IPs): names pods use for it.
+    extra_hosts: tuple[str, ...] = ()
 
     @property
     def uri(self) -> str:
@@ -60,6 +62,12 @@ class MlflowServer:
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             }
         )
+        if self.extra_hosts:
+            # MLflow refuses unknown Host headers (DNS-rebinding protection); setting the list
+            # replaces its defaults, so they are repeated here.
+            hosts = ["localhost", "localhost:*", LOOPBACK, f"{LOOPBACK}:*", self.host, f"{self.host}:*"]
+            hosts += [pattern for host in self.extra_hosts for pattern in (host, f"{host}:*")]
+            env["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(dict.fromkeys(hosts))
         if self.basic_auth:
             ini = self.run_dir / "basic_auth.ini"
             ini.write_text(

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from promptalias.testbed import dns
 from promptalias.testbed.errors import TestbedError
 from promptalias.testbed.nodebuild import NodeBinaries
 from promptalias.testbed.ports import LOOPBACK, free_port
@@ -36,11 +37,12 @@ NODE_IFACE = "promptalias0"
 BRIDGE = "pa-cni0"
 CNI_NETWORK = "promptalias-pods"
 POD_CIDR = "10.244.0.0/24"
-CLUSTER_DNS = "10.0.0.10"
+CLUSTER_DNS = "10.0.0.10"  # the kube-dns Service (testbed Service range 10.0.0.0/24, static band)
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CLAIM_FILE = RUN_ROOT / "promptalias.node"
 KUBELET_PORT = 10250
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+KUBERNETES_SERVICE_IP = "10.0.0.1"  # the first address of the Service range
 STATE_FILE = "node.json"
 
 # Debian packages the node needs: command or file that proves it is there -> package.
@@ -329,7 +331,7 @@ def _cni_config(node_dir: Path) -> str:
     )
 
 
-def _kubelet_config(node_dir: Path, containerd_sock: Path, healthz_port: int, dns: bool) -> str:
+def _kubelet_config(node_dir: Path, containerd_sock: Path, healthz_port: int, cluster_dns: bool) -> str:
     config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -347,8 +349,8 @@ def _kubelet_config(node_dir: Path, containerd_sock: Path, healthz_port: int, dn
         "authorization": {"mode": "AlwaysAllow"},
         "failSwapOn": False,
         "resolvConf": str(node_dir / "resolv.conf"),
-        "clusterDomain": "cluster.local",
-        "clusterDNS": [CLUSTER_DNS] if dns else [],
+        "clusterDomain": dns.CLUSTER_DOMAIN,
+        "clusterDNS": [CLUSTER_DNS] if cluster_dns else [],
         "podCIDR": POD_CIDR,
         "maxPods": 60,
         "serializeImagePulls": False,
@@ -394,7 +396,7 @@ class Node:
     kubeconfig: Path
     kubectl: str
     tied: bool = True
-    dns: bool = False
+    dns: bool = True
     servers: list[Server] = field(default_factory=list)
     watchdog: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     ip_forward: str = ""
@@ -453,6 +455,42 @@ class Node:
     def image_names(self) -> set[str]:
         out = self.ctr("images", "list", "--quiet").stdout
         return {line.strip() for line in out.splitlines() if line.strip()}
+
+    def apply(self, manifest: str) -> None:
+        result = subprocess.run(
+            [self.kubectl, f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
+            input=manifest,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise TestbedError("kubectl apply", result.stderr.strip() or result.stdout.strip())
+
+    def start_dns(self) -> None:
+        """CoreDNS on the node IP, the kube-dns Service in front of it; ready once it answers."""
+        health, ready = free_port(), free_port()
+        corefile = self.node_dir / "Corefile"
+        corefile.write_text(
+            dns.corefile(
+                bind_ip=NODE_IP,
+                kubeconfig=self.kubeconfig,
+                health_port=health,
+                ready_port=ready,
+                loopback=LOOPBACK,
+            )
+        )
+        self.apply(dns.dns_service(NODE_IP, CLUSTER_DNS))
+        coredns = self._server("coredns", [str(self.binaries.coredns), "-conf", str(corefile)])
+        self.record()
+
+        def answers() -> bool:
+            # the apiserver's own Service: CoreDNS has synced its informers and serves on the node IP
+            rcode, addresses = dns.resolve_a(NODE_IP, f"kubernetes.default.svc.{dns.CLUSTER_DOMAIN}")
+            return rcode == 0 and addresses == [KUBERNETES_SERVICE_IP]
+
+        coredns.wait_ready(answers, 60, "see the CoreDNS log above")
 
     def start_kubelet(self) -> None:
         config = self.node_dir / "kubelet.yaml"

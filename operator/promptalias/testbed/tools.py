@@ -10,10 +10,8 @@ build into the same cache, progress lines while a cold build runs, errors that s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -21,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptalias.testbed.build import _go_env, _locked, _sha256, cache_root, find_source_root, manifest_valid
+from promptalias.testbed.build import cache_root, find_source_root, manifest_valid
 from promptalias.testbed.errors import TestbedError
-from promptalias.testbed.progress import say, step
+from promptalias.testbed.gobuild import GoModuleBuild, GoTarget
 
 HELM_VERSION = "v3.22.0"
 CLI_UTILS_VERSION = "v0.37.2"  # sigs.k8s.io/cli-utils, whose pkg/kstatus/status Flux and kpt use
@@ -60,77 +58,44 @@ class Tools:
     kstatus: Path
 
 
+TOOLS_BUILD = GoModuleBuild(
+    what="helm and kstatus",
+    module=MODULE_DIR,
+    cache_name=f"tools-{TOOLS_VERSION}",
+    version_key="toolsVersion",
+    version=TOOLS_VERSION,
+    targets=tuple(GoTarget(name, package, ldflags) for name, (package, ldflags) in _TARGETS.items()),
+    digest_seed=TOOLS_VERSION,
+    digest_files=_INPUT_FILES,
+    digest_names=True,
+    manifest_extra={"helmVersion": HELM_VERSION, "cliUtilsVersion": CLI_UTILS_VERSION},
+    env={"CGO_ENABLED": "0"},  # static binaries: the cache keeps working after system library updates
+    cold_hint="cold: ~2-4 min on 2 cores",
+    remedy="check Go >= 1.26 and access to the Go module proxy, then rerun; "
+    f"or set {_ENV_OVERRIDE} to prebuilt binaries",
+    go_hint=f"install Go >= 1.26 (helm {HELM_VERSION} requires it), "
+    f"or set {_ENV_OVERRIDE} to a directory holding `helm` and `kstatus`",
+)
+
+
 def tools_cache() -> Path:
-    return cache_root() / f"tools-{TOOLS_VERSION}"
+    return TOOLS_BUILD.cache
 
 
 def _inputs_digest(module: Path) -> str:
-    digest = hashlib.sha256(TOOLS_VERSION.encode())
-    for name in _INPUT_FILES:
-        digest.update(name.encode())
-        digest.update((module / name).read_bytes())
-    return digest.hexdigest()[:16]
+    return TOOLS_BUILD.inputs_digest(module)
 
 
 def _cache_valid(cache: Path, inputs: str | None) -> bool:
     return manifest_valid(cache, inputs, version_key="toolsVersion", version=TOOLS_VERSION, names=TOOLS)
 
 
-def _build(module: Path, cache: Path, inputs: str) -> None:
-    go = shutil.which("go")
-    if go is None:
-        raise TestbedError(
-            "build helm and kstatus",
-            "the Go toolchain (`go`) is not on PATH",
-            f"install Go >= 1.26 (helm {HELM_VERSION} requires it), "
-            f"or set {_ENV_OVERRIDE} to a directory holding `helm` and `kstatus`",
-        )
-    staging = cache.with_name(cache.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "bin").mkdir(parents=True)
-    log_path = cache.parent / f"build-tools-{TOOLS_VERSION}.log"
-    env = _go_env()
-    env["CGO_ENABLED"] = "0"  # static binaries: the cache keeps working after system library updates
-    say(
-        f"building helm {HELM_VERSION} and the kstatus checker from Go modules into {cache} "
-        "(cold: ~2-4 min on 2 cores; later runs reuse the cache)"
-    )
-    with log_path.open("w") as log:
-        for index, (name, (package, ldflags)) in enumerate(_TARGETS.items(), start=1):
-            argv = [go, "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip()]
-            argv += ["-o", str(staging / "bin" / name), package]
-            with step(f"Building {name} ({index}/{len(_TARGETS)})"):
-                log.write(f"$ {' '.join(argv)}\n")
-                log.flush()
-                result = subprocess.run(
-                    argv, cwd=module, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
-                )
-            if result.returncode != 0:
-                shutil.rmtree(staging, ignore_errors=True)
-                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-                raise TestbedError(
-                    "build helm and kstatus",
-                    f"`go build {package}` exited with {result.returncode}; log {log_path}:\n{tail}",
-                    "check Go >= 1.26 and access to the Go module proxy, then rerun; "
-                    f"or set {_ENV_OVERRIDE} to prebuilt binaries",
-                )
-    manifest = {
-        "toolsVersion": TOOLS_VERSION,
-        "helmVersion": HELM_VERSION,
-        "cliUtilsVersion": CLI_UTILS_VERSION,
-        "inputs": inputs,
-        "sha256": {name: _sha256(staging / "bin" / name) for name in TOOLS},
-    }
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    shutil.rmtree(cache, ignore_errors=True)
-    staging.rename(cache)
-
-
 def ensure_tools() -> Tools:
     """Return usable helm and kstatus binaries, building them only when no valid copy exists.
 
     PROMPTALIAS_TOOLS_DIR wins when it holds both programs (e.g. CI images with a prebuilt helm);
-    otherwise the version cache is used, verified by sha256 and rebuilt when stale or corrupt.
+    otherwise the version cache is used, verified by sha256 and rebuilt when stale or corrupt
+    (the shared Go builder, testbed/gobuild.py).
     """
     if override := os.environ.get(_ENV_OVERRIDE):
         directory = Path(override)
@@ -142,29 +107,8 @@ def ensure_tools() -> Tools:
                 f"unset {_ENV_OVERRIDE} to build them from hack/tools",
             )
         return Tools(helm=directory / "helm", kstatus=directory / "kstatus")
-    cache = tools_cache()
-    module: Path | None = None
-    inputs: str | None = None
-    try:
-        root = find_source_root()
-        if (root / MODULE_DIR / "go.mod").is_file():
-            module = root / MODULE_DIR
-            inputs = _inputs_digest(module)
-    except TestbedError:
-        pass
-    if not _cache_valid(cache, inputs):
-        if module is None or inputs is None:
-            raise TestbedError(
-                "build helm and kstatus",
-                f"no valid cache in {cache} and the Go module {MODULE_DIR} was not found",
-                f"run from a promptalias checkout, set PROMPTALIAS_SOURCE_DIR to one, or set {_ENV_OVERRIDE}",
-            )
-        with _locked(cache_root() / f".tools-{TOOLS_VERSION}.lock"):
-            if not _cache_valid(cache, inputs):  # another session may have built it while we waited
-                if (cache / "manifest.json").exists():
-                    say(f"cached tools in {cache} are stale or corrupt; rebuilding")
-                _build(module, cache, inputs)
-    return Tools(helm=cache / "bin" / "helm", kstatus=cache / "bin" / "kstatus")
+    bin_dir = TOOLS_BUILD.ensure()
+    return Tools(helm=bin_dir / "helm", kstatus=bin_dir / "kstatus")
 
 
 @dataclass(frozen=True)
