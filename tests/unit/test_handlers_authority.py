@@ -50,16 +50,18 @@ def add(
     prompt: str = "invoice-parser",
 ) -> None:
     uid = f"{namespace}-{name}"
-    w.aliases[uid] = AliasEntry(
-        uid,
-        namespace,
-        name,
-        registry,
-        prompt,
-        "production",
-        T0 + timedelta(minutes=minutes),
-        pinned,
-        deleting,
+    w.track(
+        AliasEntry(
+            uid,
+            namespace,
+            name,
+            registry,
+            prompt,
+            "production",
+            T0 + timedelta(minutes=minutes),
+            pinned,
+            deleting,
+        )
     )
 
 

@@ -45,6 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add("--priority", type=int, help="kopf peering priority (default: random, so that replicas differ)")
     add("--peering-lifetime", type=int, default=60, help="seconds a silent peer counts as alive (default 60)")
     add("--cluster-id", help="identity written into MLflow owner tags (default: uid of kube-system)")
+    add(
+        "--workers",
+        type=int,
+        help="PromptAlias passes run at once (default 8; each takes every due alias of one prompt)",
+    )
     add("--log-format", choices=["text", "json"], default="text")
     add("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
@@ -77,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             os.environ[env] = value
     if args.cluster_id:
         os.environ["PROMPTALIAS_CLUSTER_ID"] = args.cluster_id
+    if args.workers is not None:
+        os.environ["PROMPTALIAS_WORKERS"] = str(args.workers)
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,

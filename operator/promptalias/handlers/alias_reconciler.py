@@ -101,10 +101,14 @@ def _rollback_request(meta: Mapping[str, Any]) -> int | None:
 class AliasPass:
     """Carries out one reconcile of one PromptAlias body."""
 
-    def __init__(self, world: World, body: Mapping[str, Any], *, fresh: bool, failures: int) -> None:
+    def __init__(
+        self, world: World, body: Mapping[str, Any], *, fresh_after: float | None, failures: int
+    ) -> None:
         self.world = world
         self.body = body
-        self.fresh = fresh
+        # MLflow must be read no earlier than this (time.monotonic()): a change we were told of
+        # after our last read. None: a snapshot younger than refreshInterval will do.
+        self.fresh_after = fresh_after
         self.failures = failures
         self.pa = PromptAlias.from_body(body)
         self.meta = body.get("metadata", {})
@@ -136,7 +140,9 @@ class AliasPass:
                 Reason.NOT_AUTHORIZED, refusal.message, delay=IDLE_RECHECK_S, owner=refusal.holder
             )
         if spec.version is not None:
-            rivals = same_namespace(self.world.claims(), self.namespace)  # others: tenancy above
+            rivals = same_namespace(  # other namespaces: the tenancy check above
+                self.world.claims(prompt=spec.prompt, alias=spec.alias), self.namespace
+            )
             holder = winner(rivals, (known.endpoint, spec.prompt, spec.alias))
             if holder is not None and holder.uid != self.uid:
                 return await self._stalled(
@@ -195,7 +201,11 @@ class AliasPass:
     async def _read_prompt(self, known: KnownRegistry, client: MlflowRegistry) -> PromptState | None:
         snap_key = snapshot_key(client, self.pa.spec.prompt)
         snap = self.world.snapshots.get(snap_key)
-        if not self.fresh and snap is not None and time.monotonic() - snap.fetched < self.refresh_s:
+        if snap is not None and (
+            snap.fetched >= self.fresh_after
+            if self.fresh_after is not None
+            else time.monotonic() - snap.fetched < self.refresh_s
+        ):
             return snap.state
         try:
             state: PromptState | None = await client.get_prompt(self.pa.spec.prompt)
@@ -322,12 +332,13 @@ class AliasPass:
         old = self.pa.status
         new = intend(old, plan, spec=self.pa.spec)
         try:
-            await self.world.kube.patch_status(
+            stored = await self.world.kube.patch_status(
                 PLURAL, self.namespace, self.name, _with_nulls(old.to_dict(), new.to_dict())
             )
         except KubeError as exc:
             log.warning("could not record the pending move of %s/%s: %s", self.namespace, self.name, exc)
             return False
+        self.world.remember(stored)
         self.pa = self.pa.model_copy(update={"status": new})
         return True
 
@@ -378,7 +389,9 @@ class AliasPass:
         if _takeover_requested(self.meta):
             handled[TAKEOVER_ANNOTATION] = None
         if handled:
-            await self.world.kube.patch_annotations(PLURAL, self.namespace, self.name, handled)
+            self.world.remember(
+                await self.world.kube.patch_annotations(PLURAL, self.namespace, self.name, handled)
+            )
 
     def _configmap(self, version: PromptVersion, plan: AliasPlan) -> dict[str, Any]:
         spec = self.pa.spec
@@ -449,9 +462,10 @@ class AliasPass:
         new_dict = new.to_dict()
         if _differs(old_dict, new_dict, self.refresh_s):
             try:
-                await self.world.kube.patch_status(
+                stored = await self.world.kube.patch_status(
                     PLURAL, self.namespace, self.name, _with_nulls(old_dict, new_dict)
                 )
+                self.world.remember(stored)
             except KubeError as exc:
                 log.warning("could not write status of %s/%s: %s", self.namespace, self.name, exc)
                 return PassResult(delay=backoff(self.failures), transient_failure=True)

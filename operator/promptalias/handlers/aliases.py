@@ -1,5 +1,6 @@
-"""kopf wiring for PromptAlias: raw events feed the claim table and poke workers; a daemon per
-object reconciles serially; a finalizer applies the deletion policy."""
+"""kopf wiring for PromptAlias: raw events feed the claim table, the bodies and the work queue; a
+lease daemon per object says this process may serve it (handlers/alias_queue.py runs the passes);
+a finalizer applies the deletion policy."""
 
 from __future__ import annotations
 
@@ -12,23 +13,22 @@ import kopf
 
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
-from promptalias.handlers.alias_reconciler import AliasPass, PassResult
+from promptalias.handlers.alias_queue import AliasWorkers, wants_pass
 from promptalias.handlers.finalizers import Finalizer
-from promptalias.handlers.scope import in_scope
-from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
-from promptalias.handlers.worker import WorkerSpec, run_worker
+from promptalias.handlers.scope import in_scope, in_scope_async
+from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World, resource_version
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
 from promptalias.reconcile.timestamps import parse_timestamp
+from promptalias.reconcile.workqueue import Priority
 from promptalias.registry import RegistryError
-from promptalias.vocabulary import ALIAS_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
 DELETION_TIMEOUT_S = 300.0
 
 
-def _entry(body: Mapping[str, Any]) -> AliasEntry | None:
+def alias_entry(body: Mapping[str, Any]) -> AliasEntry | None:
     meta = body.get("metadata", {})
     spec = body.get("spec", {})
     try:
@@ -50,20 +50,24 @@ def _entry(body: Mapping[str, Any]) -> AliasEntry | None:
 
 @kopf.on.event(GROUP, VERSION, PromptAlias.PLURAL, when=in_scope)
 async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """Keep the claim table current; wake the worker on spec changes and rivals on a release."""
+    """Keep the claim table and bodies current; queue a pass on a user's change, rivals on a release."""
     world: World = memo.world
     body = event["object"]
-    uid = str(body.get("metadata", {}).get("uid"))
+    meta = body.get("metadata", {})
+    uid = str(meta.get("uid"))
+    if event["type"] != "DELETED" and not await in_scope_async(world, meta.get("namespace")):
+        return
     before = world.aliases.get(uid)
+    known = world.bodies.get(uid)
     if event["type"] == "DELETED":
-        world.aliases.pop(uid, None)
-        world.workers.pop(uid, None)
-        world.projection_hashes.pop(uid, None)
+        world.untrack(uid)
+        memo.alias_workers.forget(uid)
         now = None
     else:
-        now = _entry(body)
+        now = alias_entry(body)
         if now is not None:
-            world.aliases[uid] = now
+            world.track(now)
+            world.remember(body)
     # A change of writer or a departure can hand the alias to a rival: let them re-check.
     if before is not None and (now is None or now.deleting != before.deleting or now.writes != before.writes):
         rivals = world.uids_where(prompt=before.prompt, alias=before.alias)
@@ -71,27 +75,18 @@ async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     if now is not None and before is None:
         rivals = world.uids_where(prompt=now.prompt, alias=now.alias)
         world.poke([u for u in rivals if u != uid], fresh=True)
-    if now is not None and event["type"] != "DELETED":
-        meta = body.get("metadata", {})
-        status = body.get("status") or {}
-        spec_changed = status.get("observedGeneration") != meta.get("generation")
-        wants_action = bool(set(ALIAS_REQUEST_ANNOTATIONS) & set(meta.get("annotations") or {}))
-        if spec_changed or wants_action:
-            world.worker(uid).poke(fresh=True)
+    # Only a body newer than the one we hold can carry a new request (the watch replays what the
+    # start-up listing and our own writes' answers already told us).
+    newer = known is None or resource_version(meta) > resource_version(known.get("metadata", {}))
+    if now is not None and newer and wants_pass(body):
+        world.enqueue(uid, priority=Priority.URGENT, fresh=True)
 
 
-@kopf.daemon(GROUP, VERSION, PromptAlias.PLURAL, cancellation_timeout=10.0, when=in_scope)
-async def alias_worker(
-    body: kopf.Body, uid: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any
-) -> None:
-    """Reconcile one PromptAlias whenever poked (spec change, MLflow change, rival left) or due."""
-    world: World = memo.world
-
-    async def one_pass(snapshot: Mapping[str, Any], fresh: bool, failures: int) -> PassResult:
-        return await AliasPass(world, snapshot, fresh=fresh, failures=failures).run()
-
-    spec = WorkerSpec("PromptAlias", PromptAlias.PLURAL, one_pass)
-    await run_worker(world, world.worker(str(uid)), spec, body, stopped)
+@kopf.daemon(GROUP, VERSION, PromptAlias.PLURAL, cancellation_timeout=15.0, when=in_scope)
+async def alias_lease(uid: str | None, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
+    """This process serves the PromptAlias while kopf runs this daemon (not paused, not deleting)."""
+    workers: AliasWorkers = memo.alias_workers
+    await workers.lease(str(uid), stopped)
 
 
 @kopf.on.delete(GROUP, VERSION, PromptAlias.PLURAL, when=in_scope)
@@ -100,6 +95,8 @@ async def alias_deleted(
 ) -> None:
     """Apply deletionPolicy (reconcile/deletion.py); never hang for ever when the registry is gone."""
     world: World = memo.world
+    workers: AliasWorkers = memo.alias_workers
+    await workers.idle(str(meta.get("uid")))  # a pass that started before the deletion ends first
     pa = PromptAlias.from_body(body)
     spec = pa.spec
     namespace = str(meta.get("namespace"))

@@ -168,7 +168,10 @@ class ExperimentPass:
         spec = self.exp.spec
         cand_alias = spec.candidate.alias
         self.state.targets[self.uid] = (known, baseline.prompt)
-        holder = winner(self.world.claims(), (known.endpoint, baseline.prompt, cand_alias))
+        holder = winner(
+            self.world.claims(prompt=baseline.prompt, alias=cand_alias),
+            (known.endpoint, baseline.prompt, cand_alias),
+        )
         refusal = self._refuse(known, WriteAction.CANDIDATE, baseline.prompt, cand_alias)
         blocked = check_claim(
             spec,

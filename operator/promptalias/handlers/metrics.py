@@ -28,6 +28,10 @@ class Metrics:
         # Positive markers for tests and dashboards: "the operator looked" (bounded by registries).
         self.registry_polls: Counter[str] = Counter()  # registry ("<ns>/<name>" or "<name>")
         self.prompt_syncs: Counter[str] = Counter()  # registry; MLflow prompt reads for PromptAliases
+        # The PromptAlias work queue (handlers/alias_queue.py): start-up progress and backlog.
+        self.queue_depth = 0
+        self.aliases_reconciled = 0
+        self.aliases_known = 0
         self.duration_sum = 0.0
         self.duration_count = 0
         self.up = 1
@@ -66,6 +70,24 @@ class Metrics:
         out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)
         out.sample("promptalias_reconcile_duration_seconds_count", {}, self.duration_count)
+        out.metric(
+            "promptalias_queue_depth",
+            "gauge",
+            "PromptAliases due for a reconcile pass now (the work queue's backlog).",
+            [({}, self.queue_depth)],
+        )
+        out.metric(
+            "promptalias_aliases_reconciled",
+            "gauge",
+            "PromptAliases this process has reconciled at least once, of promptalias_aliases_known.",
+            [({}, self.aliases_reconciled)],
+        )
+        out.metric(
+            "promptalias_aliases_known",
+            "gauge",
+            "PromptAliases this process serves.",
+            [({}, self.aliases_known)],
+        )
         out.metric("promptalias_up", "gauge", "The operator process is running.", [({}, self.up)])
         write_gauges(out)  # spec.analysis (handlers/experiment_analysis.py)
         return out.render()

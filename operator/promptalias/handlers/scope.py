@@ -8,6 +8,8 @@ from typing import Any
 
 import kopf
 
+from promptalias.handlers.state import World
+from promptalias.kube import KubeError
 from promptalias.reconcile.scope import parse_selector, selected
 
 log = logging.getLogger(__name__)
@@ -17,26 +19,29 @@ SELECTOR_ENV = "PROMPTALIAS_NAMESPACE_SELECTOR"
 SELECTOR = parse_selector(os.environ.get(SELECTOR_ENV, ""))
 
 
-def namespace_labels(memo: kopf.Memo, namespace: str) -> dict[str, str] | None:
-    """Labels from the operator's namespace cache; a namespace not seen yet is read once (sync,
-    rare: the first object of a brand-new namespace can arrive before the namespace's own event)."""
-    world = getattr(memo, "world", None)
-    if world is None:
-        return None
-    labels: dict[str, str] | None = world.namespaces.get(namespace)
-    if labels is None:
-        try:
-            found = world.kube.core.read_namespace(namespace)
-        except Exception as exc:  # noqa: BLE001 - treated as "not known yet"
-            log.debug("cannot read namespace %s: %s", namespace, exc)
-            return None
-        labels = dict(found.metadata.labels or {})
-        world.namespaces[namespace] = labels
-    return labels
-
-
 def in_scope(namespace: str | None, memo: kopf.Memo, **_: Any) -> bool:
-    """kopf `when=` filter for namespaced handlers."""
+    """kopf `when=` filter for namespaced handlers, from the namespace cache only (kopf calls it
+    synchronously on the event loop: no API call here). The cache is filled at start-up and kept
+    by the namespace watch (handlers/registries.py); a namespace it does not know yet (an object
+    that arrived before its namespace's own event) passes, and the PromptAlias event handler
+    decides on an awaited read (`in_scope_async`)."""
     if not SELECTOR or namespace is None:
         return True
-    return selected(SELECTOR, namespace_labels(memo, namespace))
+    world = getattr(memo, "world", None)
+    labels = world.namespaces.get(namespace) if world is not None else None
+    return labels is None or selected(SELECTOR, labels)
+
+
+async def in_scope_async(world: World, namespace: str | None) -> bool:
+    """Like `in_scope`, reading a namespace the cache does not know yet (without blocking)."""
+    if not SELECTOR or namespace is None:
+        return True
+    labels = world.namespaces.get(namespace)
+    if labels is None:
+        try:
+            labels = (await world.kube.namespace_labels(namespace)).get(namespace, {})
+        except KubeError as exc:
+            log.info("cannot read namespace %s (%s); its objects wait for its watch event", namespace, exc)
+            return False
+        world.namespaces[namespace] = labels
+    return selected(SELECTOR, labels)

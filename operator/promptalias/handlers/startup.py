@@ -1,25 +1,30 @@
 """Operator start-up and shutdown: kopf settings, shared state, and a preload of the world.
 
 The preload matters for correctness: before any worker decides who holds an alias, every
-PromptAlias and registry must be known, or a younger resource could write during start-up.
+PromptAlias and registry must be known, or a younger resource could write during start-up. It
+also fills the work queue in priority order (resources whose status is behind their spec first)
+and holds the bodies the first passes decide on, so start-up needs no read per object.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import kopf
 
 from promptalias.api.promptalias import PromptAlias, RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
-from promptalias.handlers.aliases import _entry
+from promptalias.handlers.alias_queue import AliasWorkers, wants_pass, workers_from_environment
+from promptalias.handlers.aliases import alias_entry
 from promptalias.handlers.registries import _known
 from promptalias.handlers.scope import SELECTOR
 from promptalias.handlers.state import World
 from promptalias.kube import Kube, KubeError
 from promptalias.reconcile.scope import selected
+from promptalias.reconcile.workqueue import Priority
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     world = World(kube, cluster)
     memo.world = world
     await _preload(world, _watched())
+    workers = AliasWorkers(world, workers_from_environment())
+    memo.alias_workers = workers
+    workers.start()
     if peering := os.environ.get(PEERING_ENV):
         # kopf waits, paused, until its peering object exists; a chart cannot template it in the
         # release that installs its CRD, so the operator creates it (RBAC: `create` on kopf.dev).
@@ -79,6 +87,7 @@ async def _preload(world: World, namespaces: list[str]) -> None:
         return namespace is None or selected(SELECTOR, world.namespaces.get(namespace))
 
     scopes: list[str | None] = list(namespaces) if namespaces else [None]
+    listed = time.monotonic()
     for scope in scopes:
         for body in await world.kube.list_custom(PromptRegistry.PLURAL, scope):
             if not wanted(body):
@@ -88,8 +97,18 @@ async def _preload(world: World, namespaces: list[str]) -> None:
         for body in await world.kube.list_custom(PromptAlias.PLURAL, scope):
             if not wanted(body):
                 continue
-            if (entry := _entry(body)) is not None:
-                world.aliases[entry.uid] = entry
+            if (entry := alias_entry(body)) is not None:
+                world.track(entry)
+                world.remember(body)
+                # Queued here, served once kopf leases it (handlers/alias_queue.py); the ones the
+                # user changed while we were down go first, on one shared fresh read per prompt.
+                urgent = wants_pass(body)
+                world.enqueue(
+                    entry.uid,
+                    priority=Priority.URGENT if urgent else Priority.ROUTINE,
+                    fresh=urgent,
+                    since=listed,
+                )
     for body in await world.kube.list_custom(ClusterPromptRegistry.PLURAL, None):
         if (known := _known(RegistryKind.CLUSTER_PROMPT_REGISTRY, body)) is not None:
             world.registries[known.key] = known
@@ -97,6 +116,9 @@ async def _preload(world: World, namespaces: list[str]) -> None:
 
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
+    workers: AliasWorkers | None = getattr(memo, "alias_workers", None)
+    if workers is not None:
+        await workers.stop()
     world: World | None = getattr(memo, "world", None)
     if world is not None:
         await world.close()

@@ -1,7 +1,10 @@
-"""What the operator knows between events: registries, namespaces, claims, workers, MLflow clients.
+"""What the operator knows between events: registries, namespaces, claims, bodies, MLflow clients.
 
-Kept in kopf's `memo`, updated by raw watch events (`@kopf.on.event`), read by the per-object
-workers (`@kopf.daemon`). Everything here lives on the operator's one event loop: no locks needed.
+Kept in kopf's `memo`, updated by raw watch events (`@kopf.on.event`) and by the answers to the
+operator's own writes, read by the PromptAlias queue workers (handlers/alias_queue.py) and the
+experiment daemons. Everything here lives on the operator's one event loop: no locks needed.
+Lookups a pass makes are indexed (by prompt, by namespace/name), never a scan of every alias: the
+operator serves thousands of PromptAliases (docs/operator.md, Scale).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +21,7 @@ from promptalias.api.registry import RegistrySpec
 from promptalias.kube import Kube, KubeError, NotFound
 from promptalias.reconcile.ownership import Claim, Owner
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
+from promptalias.reconcile.workqueue import Priority, WorkQueue
 from promptalias.registry import MlflowRegistry, PromptState, RegistryConfig
 from promptalias.registry.config import secret_text
 
@@ -32,7 +36,7 @@ class InvalidRegistryConfig(Exception):  # noqa: N818 - reads as a condition rea
 
 @dataclass
 class Worker:
-    """The mailbox of one PromptAlias's daemon: a poke wakes it at once."""
+    """The mailbox of one PromptExperiment's daemon: a poke wakes it at once."""
 
     uid: str
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -85,14 +89,24 @@ class World:
         self.cluster = me_cluster
         self.registries: dict[RegistryKey, KnownRegistry] = {}
         self.namespaces: dict[str, dict[str, str]] = {}
-        self.aliases: dict[str, AliasEntry] = {}
-        self.workers: dict[str, Worker] = {}
+        self._aliases: dict[str, AliasEntry] = {}  # uid -> entry; change it with track/untrack
+        self._by_prompt: dict[str, set[str]] = {}
+        self._by_name: dict[tuple[str, str], str] = {}
+        # The newest body seen of each PromptAlias: from the watch or from our own write's answer.
+        self.bodies: dict[str, Mapping[str, Any]] = {}
+        self.queue = WorkQueue()
+        self.queue_changed = asyncio.Event()
         self.snapshots: dict[tuple[str, str], Snapshot] = {}
         self.projection_hashes: dict[str, str] = {}  # uid -> content hash last applied
         self._clients: dict[RegistryKey, _CachedClient] = {}
         self._poll_triggers: dict[str, asyncio.Event] = {}
         # (namespace, baseline PromptAlias name) -> experiment block for its projection
         self.experiments: dict[tuple[str, str], dict[str, Any]] = {}
+
+    @property
+    def aliases(self) -> Mapping[str, AliasEntry]:
+        """Every PromptAlias this process knows, by uid (read-only: `track`/`untrack` keep the indexes)."""
+        return self._aliases
 
     def experiment_projection(self, namespace: str, alias_name: str) -> dict[str, Any] | None:
         """The `experiment` block to project with a baseline PromptAlias (None: no experiment).
@@ -115,7 +129,8 @@ class World:
         known = self.registries.get(key)
         return known.endpoint if known is not None else f"unresolved:{key}"
 
-    def claims(self) -> list[Claim]:
+    def claims(self, *, prompt: str, alias: str) -> list[Claim]:
+        """The claims on `alias` of `prompt` (on any endpoint: callers pass the key to `winner`)."""
         return [
             Claim(
                 endpoint=self.endpoint(entry.registry),
@@ -127,20 +142,69 @@ class World:
                 created=entry.created,
                 writes=entry.writes and not entry.deleting,
             )
-            for entry in self.aliases.values()
+            for entry in (self.aliases[uid] for uid in self._by_prompt.get(prompt, ()))
+            if entry.alias == alias
         ]
 
-    # ---- workers --------------------------------------------------------------------------------
+    # ---- the PromptAlias table ------------------------------------------------------------------
 
-    def worker(self, uid: str) -> Worker:
-        if uid not in self.workers:
-            self.workers[uid] = Worker(uid)
-        return self.workers[uid]
+    def track(self, entry: AliasEntry) -> None:
+        self.untrack(entry.uid, keep_body=True)
+        self._aliases[entry.uid] = entry
+        self._by_prompt.setdefault(entry.prompt, set()).add(entry.uid)
+        self._by_name[(entry.namespace, entry.name)] = entry.uid
+
+    def untrack(self, uid: str, *, keep_body: bool = False) -> None:
+        entry = self._aliases.pop(uid, None)
+        if entry is not None:
+            same = self._by_prompt.get(entry.prompt)
+            if same is not None:
+                same.discard(uid)
+                if not same:
+                    del self._by_prompt[entry.prompt]
+            if self._by_name.get((entry.namespace, entry.name)) == uid:
+                del self._by_name[(entry.namespace, entry.name)]
+        if not keep_body:
+            self.bodies.pop(uid, None)
+            self.queue.forget(uid)
+
+    def uid_of(self, namespace: str, name: str) -> str | None:
+        return self._by_name.get((namespace, name))
+
+    def remember(self, body: Mapping[str, Any]) -> None:
+        """Keep `body` if it is at least as new as the one we have (by resourceVersion): a watch
+        event may lag behind the answer to our own status write, and deciding on a stale status
+        would record a move twice."""
+        meta = body.get("metadata", {})
+        uid = str(meta.get("uid"))
+        old = self.bodies.get(uid)
+        if old is None or resource_version(meta) >= resource_version(old.get("metadata", {})):
+            self.bodies[uid] = body
+
+    # ---- the work queue -------------------------------------------------------------------------
+
+    def enqueue(
+        self, uid: str, *, priority: Priority, fresh: bool, delay: float = 0.0, since: float | None = None
+    ) -> None:
+        """Schedule a pass of PromptAlias `uid`; `fresh`: it must read MLflow anew (made after now)."""
+        entry = self.aliases.get(uid)
+        if entry is None:
+            return
+        now = time.monotonic()
+        self.queue.add(
+            uid,
+            entry.prompt,
+            now=now,
+            delay=delay,
+            priority=priority,
+            fresh_after=(since if since is not None else now) if fresh else None,
+        )
+        self.queue_changed.set()
 
     def poke(self, uids: Iterable[str], *, fresh: bool) -> None:
+        """Something around these PromptAliases changed: reconcile them soon."""
         for uid in uids:
-            if uid in self.workers:
-                self.workers[uid].poke(fresh=fresh)
+            self.enqueue(uid, priority=Priority.CHANGED, fresh=fresh)
 
     def uids_where(
         self,
@@ -152,7 +216,12 @@ class World:
         namespace: str | None = None,
     ) -> list[str]:
         found = []
-        for entry in self.aliases.values():
+        candidates = (
+            (self.aliases[uid] for uid in self._by_prompt.get(prompt, ()))
+            if prompt is not None
+            else self.aliases.values()
+        )
+        for entry in candidates:
             if registry is not None and entry.registry != registry:
                 continue
             if endpoint is not None and self.endpoint(entry.registry) != endpoint:
@@ -252,6 +321,14 @@ class World:
         for cached in self._clients.values():
             await cached.client.close()
         self._clients.clear()
+
+
+def resource_version(meta: Mapping[str, Any]) -> int:
+    """resourceVersion as a number (etcd's revision); -1 when absent or not a number."""
+    try:
+        return int(str(meta.get("resourceVersion")))
+    except ValueError:
+        return -1
 
 
 def _text(value: bytes, what: str) -> str:

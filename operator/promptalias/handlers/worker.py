@@ -1,7 +1,9 @@
-"""The loop every per-object daemon runs: read the object, one reconcile pass, sleep until poked.
+"""The loop a PromptExperiment daemon runs: read the object, one reconcile pass, sleep until poked.
 
-Shared by PromptAlias and PromptExperiment workers so that the subtle parts — a quorum read
-instead of kopf's possibly stale live body, backoff, and waking on a poke or on stop — exist once.
+Experiments are few (one per A/B test) and long-lived, so each has its own daemon; PromptAliases,
+which come in thousands, share the work queue of handlers/alias_queue.py instead. The subtle
+parts — a quorum read instead of kopf's possibly stale live body, backoff, and waking on a poke or
+on stop — live here once.
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -16,6 +18,13 @@ from promptalias.vocabulary import OPERATOR_FIELD_MANAGER
 
 VERSION = API_VERSION.split("/", 1)[1]
 _SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# Every call has a deadline: (connect, read) seconds. A hung apiserver connection must fail the
+# pass (which retries with backoff), never hold a worker for ever.
+REQUEST_TIMEOUT: Final = (5.0, 30.0)
+# Calls run in threads of their own pool (not asyncio's default one, which other code shares), as
+# many as the HTTP connection pool holds: the queue workers and kopf's handlers call concurrently.
+POOL_SIZE: Final = 16
+T = TypeVar("T")
 
 
 class KubeError(RuntimeError):
@@ -40,14 +49,19 @@ def _error(exc: ApiException, what: str) -> KubeError:
 
 def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """In-cluster credentials when running in a pod, else KUBECONFIG (or ~/.kube/config)."""
+    configuration = client.Configuration()
     if (
         kubeconfig is None
         and (_SERVICE_ACCOUNT_DIR / "token").exists()
         and os.environ.get("KUBERNETES_SERVICE_HOST")
     ):
-        config.load_incluster_config()
-        return client.ApiClient()
-    return config.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(
+            config_file=kubeconfig or os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = POOL_SIZE
+    return client.ApiClient(configuration)
 
 
 class Kube:
@@ -57,12 +71,20 @@ class Kube:
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="kube")
+
+    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one client call in the pool, with the request deadline."""
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(method, *args, **kwargs))
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Kube:
         return cls(load_api_client(kubeconfig))
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()
 
     async def read_secret(self, namespace: str, name: str) -> tuple[str, dict[str, bytes]]:
@@ -70,7 +92,7 @@ class Kube:
         import base64
 
         try:
-            secret = await asyncio.to_thread(self.core.read_namespaced_secret, name, namespace)
+            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             raise _error(exc, f"Secret {namespace}/{name}") from None
         data = {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
@@ -80,7 +102,7 @@ class Kube:
         """Server-side apply, forcing ownership of the fields we manage."""
         meta = body["metadata"]
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.core.patch_namespaced_config_map,
                 meta["name"],
                 meta["namespace"],
@@ -94,7 +116,7 @@ class Kube:
 
     async def read_configmap_annotations(self, namespace: str, name: str) -> dict[str, str] | None:
         try:
-            cm = await asyncio.to_thread(self.core.read_namespaced_config_map, name, namespace)
+            cm = await self._call(self.core.read_namespaced_config_map, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -104,11 +126,9 @@ class Kube:
     async def get_custom(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
         try:
             if namespace is None:
-                got = await asyncio.to_thread(
-                    self.custom.get_cluster_custom_object, GROUP, VERSION, plural, name
-                )
+                got = await self._call(self.custom.get_cluster_custom_object, GROUP, VERSION, plural, name)
             else:
-                got = await asyncio.to_thread(
+                got = await self._call(
                     self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
                 )
         except ApiException as exc:
@@ -116,62 +136,66 @@ class Kube:
         result: dict[str, Any] = got
         return result
 
-    async def patch_status(
-        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
-    ) -> None:
-        """Merge-patch `.status` (lists such as conditions and history are replaced whole)."""
-        body = {"status": dict(status)}
+    async def _merge_patch(
+        self,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        body: Mapping[str, Any],
+        *,
+        status: bool,
+        what: str,
+    ) -> dict[str, Any]:
+        """A JSON merge patch of a custom object (or its status subresource); the object after it."""
+        if namespace is None:
+            method = (
+                self.custom.patch_cluster_custom_object_status
+                if status
+                else self.custom.patch_cluster_custom_object
+            )
+            args: tuple[Any, ...] = (GROUP, VERSION, plural, name, dict(body))
+        else:
+            method = (
+                self.custom.patch_namespaced_custom_object_status
+                if status
+                else self.custom.patch_namespaced_custom_object
+            )
+            args = (GROUP, VERSION, namespace, plural, name, dict(body))
         try:
-            if namespace is None:
-                await asyncio.to_thread(
-                    self.custom.patch_cluster_custom_object_status,
-                    GROUP,
-                    VERSION,
-                    plural,
-                    name,
-                    body,
-                    _content_type="application/merge-patch+json",
-                )
-            else:
-                await asyncio.to_thread(
-                    self.custom.patch_namespaced_custom_object_status,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    name,
-                    body,
-                    _content_type="application/merge-patch+json",
-                )
-        except ApiException as exc:
-            raise _error(exc, f"status of {plural} {namespace}/{name}") from None
-
-    async def patch_annotations(
-        self, plural: str, namespace: str, name: str, annotations: Mapping[str, str | None]
-    ) -> None:
-        """Set (or, with None, remove) annotations of a namespaced custom object."""
-        body = {"metadata": {"annotations": dict(annotations)}}
-        try:
-            await asyncio.to_thread(
-                self.custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                body,
+            got = await self._call(
+                method,
+                *args,
+                field_manager=OPERATOR_FIELD_MANAGER,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as exc:
-            raise _error(exc, f"annotate {plural} {namespace}/{name}") from None
+            raise _error(exc, f"{what} {plural} {namespace}/{name}") from None
+        result: dict[str, Any] = got
+        return result
+
+    async def patch_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch `.status` (lists such as conditions and history are replaced whole); returns
+        the object as the apiserver stored it (its new resourceVersion included)."""
+        return await self._merge_patch(
+            plural, namespace, name, {"status": dict(status)}, status=True, what="status of"
+        )
+
+    async def patch_annotations(
+        self, plural: str, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        """Set (or, with None, remove) annotations of a namespaced custom object; the object after."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        return await self._merge_patch(plural, namespace, name, body, status=False, what="annotate")
 
     async def list_custom(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every object of a kind (in one namespace, or cluster-wide when `namespace` is None)."""
         try:
             if namespace is None:
-                got = await asyncio.to_thread(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+                got = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
             else:
-                got = await asyncio.to_thread(
+                got = await self._call(
                     self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
                 )
         except ApiException as exc:
@@ -183,9 +207,9 @@ class Kube:
         """Labels of one namespace, or of all namespaces when `name` is None."""
         try:
             if name is None:
-                found = (await asyncio.to_thread(self.core.list_namespace)).items
+                found = (await self._call(self.core.list_namespace)).items
             else:
-                found = [await asyncio.to_thread(self.core.read_namespace, name)]
+                found = [await self._call(self.core.read_namespace, name)]
         except ApiException as exc:
             raise _error(exc, "namespaces") from None
         return {str(ns.metadata.name): dict(ns.metadata.labels or {}) for ns in found}
@@ -198,13 +222,11 @@ class Kube:
         body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
         try:
             if namespace:
-                await asyncio.to_thread(
+                await self._call(
                     self.custom.create_namespaced_custom_object, "kopf.dev", "v1", namespace, plural, body
                 )
             else:
-                await asyncio.to_thread(
-                    self.custom.create_cluster_custom_object, "kopf.dev", "v1", plural, body
-                )
+                await self._call(self.custom.create_cluster_custom_object, "kopf.dev", "v1", plural, body)
         except ApiException as exc:
             if exc.status == 409:
                 return True
@@ -214,7 +236,7 @@ class Kube:
     async def cluster_uid(self) -> str:
         """A stable id of this cluster: the uid of the kube-system namespace."""
         try:
-            ns = await asyncio.to_thread(self.core.read_namespace, "kube-system")
+            ns = await self._call(self.core.read_namespace, "kube-system")
         except ApiException as exc:
             raise _error(exc, "namespace kube-system") from None
         return str(ns.metadata.uid)

@@ -52,6 +52,7 @@ _SEARCH_PAGE = 1000  # the server's cap for registered-models/search
 # is at most a ConfigMap's 1 MiB to be projected; a search page is 1000 prompts with their tags).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_PAGES = 100  # search/list: at most 100 pages of 1000 (a server repeating a page token stops too)
+MAX_CONNECTIONS = 32  # requests in flight per registry client (and its connection pool)
 
 
 class MlflowRegistry:
@@ -71,6 +72,9 @@ class MlflowRegistry:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._inflight: dict[CacheKey, asyncio.Task[PromptVersion]] = {}
+        # At most MAX_CONNECTIONS requests at once; one waiting for a slot is not yet talking to
+        # MLflow, so its deadline starts only when it has one (the timeout measures MLflow).
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
 
     def __repr__(self) -> str:
         return f"MlflowRegistry({self.config!r})"
@@ -306,13 +310,14 @@ class MlflowRegistry:
                 headers[WORKSPACE_HEADER] = self.config.workspace
             connector = aiohttp.TCPConnector(
                 ssl=self.config.ssl_context() if self.config.is_https else True,
-                limit=32,
+                limit=MAX_CONNECTIONS,
                 keepalive_timeout=30,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
+                # The deadline is applied per request in _send, after a slot is free.
+                timeout=aiohttp.ClientTimeout(total=None),
                 # Proxies from HTTP(S)_PROXY/NO_PROXY, as MLflow's own (requests) client honours.
                 trust_env=True,
                 json_serialize=json.dumps,
@@ -363,16 +368,21 @@ class MlflowRegistry:
             # Encode ourselves: yarl would leave '+' in filter strings, which servers read as a space.
             url += "?" + urlencode(query, quote_via=quote)
         started = time.perf_counter()
-        self.requests_sent += 1
         try:
-            async with session.request(
-                method, URL(url, encoded=True), json=body, allow_redirects=False
-            ) as response:
-                status = response.status
-                raw = await _read_bounded(response, call)
-                content_type = response.content_type
-                location = response.headers.get("Location", "")
-                retry_after = response.headers.get("Retry-After")
+            async with self._slots:
+                self.requests_sent += 1
+                started = time.perf_counter()
+                async with (
+                    asyncio.timeout(self.config.timeout_s),
+                    session.request(
+                        method, URL(url, encoded=True), json=body, allow_redirects=False
+                    ) as response,
+                ):
+                    status = response.status
+                    raw = await _read_bounded(response, call)
+                    content_type = response.content_type
+                    location = response.headers.get("Location", "")
+                    retry_after = response.headers.get("Retry-After")
         except TimeoutError:
             raise RegistryUnavailable(
                 f"MLflow at {call.uri} did not answer {call.op}{call.subject()} within "
