@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -62,6 +64,7 @@ class ScaleSettings:
     move_fraction: float
     profile: bool
     workers: str | None
+    tracemalloc: bool
 
     @classmethod
     def load(cls) -> ScaleSettings:
@@ -79,6 +82,7 @@ class ScaleSettings:
             move_fraction=float(os.environ.get("BENCH_SCALE_MOVE_FRACTION", "0.1")),
             profile=os.environ.get("BENCH_SCALE_PROFILE", "") == "1",
             workers=os.environ.get("BENCH_SCALE_WORKERS"),
+            tracemalloc=os.environ.get("BENCH_SCALE_TRACEMALLOC", "") == "1",
         )
 
 
@@ -273,6 +277,8 @@ class Scale:
 
         from promptalias.registry.testing import register_prompt_versions
 
+        # MLflow logs a line per version it waits for: thousands of lines that hide the progress.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         progress(f"registering {self.s.prompts} prompts x 2 versions in MLflow")
         started = time.monotonic()
         templates = ["v1: Extract the fields of {{invoice}}.", "v2: Extract vendor and total of {{invoice}}."]
@@ -299,6 +305,8 @@ class Scale:
         env = {"MLFLOW_DISABLE_TELEMETRY": "true"}
         if self.s.workers:
             env["PROMPTALIAS_WORKERS"] = self.s.workers
+        if self.s.tracemalloc:
+            env["PROMPTALIAS_TRACEMALLOC"] = "1"  # handlers/memory.py: top allocation sites in the log
         self.operator = OperatorProcess(
             self.bed, self.logs / "scale-operator.log", "--namespace", NAMESPACE, env=env
         )
@@ -325,8 +333,19 @@ class Scale:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            self.stack.callback(self.profiler.terminate)
+            self.stack.callback(self.stop_profiler)
         return time.monotonic() - self.t0
+
+    def stop_profiler(self) -> None:
+        """py-spy writes its file on SIGINT (Ctrl-C), not on SIGTERM."""
+        profiler: subprocess.Popen[bytes] | None = getattr(self, "profiler", None)
+        if profiler is None or profiler.poll() is not None:
+            return
+        profiler.send_signal(signal.SIGINT)
+        try:
+            profiler.wait(60)
+        except subprocess.TimeoutExpired:
+            profiler.kill()
 
     def watch_ready(self, expected: dict[str, int], since: float, interval: float) -> Observed:
         """Sample until every resource in `expected` is Ready at its version (or the timeout)."""
@@ -494,9 +513,7 @@ def main() -> int:
         obs = run.watch_ready(expected, run.t0, 1.0 if settings.aliases <= 2000 else 3.0)
         startup_requests = dict(run.proxy.snapshot())
         progress(f"start → all Ready: {obs.all_ready_s}; MLflow requests {sum(startup_requests.values())}")
-        if getattr(run, "profiler", None) is not None:
-            run.profiler.terminate()
-            run.profiler.wait()
+        run.stop_profiler()
         resync = (
             run.resync_requests()
             if obs.all_ready_s is not None

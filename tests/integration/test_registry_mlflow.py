@@ -67,6 +67,14 @@ async def one_request(registry: MlflowRegistry, awaitable: Awaitable[T]) -> T:
     return result
 
 
+async def no_request(registry: MlflowRegistry, call: Awaitable[T]) -> T:
+    """Await `call` and prove that it was answered without asking the server."""
+    before = registry.requests_sent
+    result = await call
+    assert registry.requests_sent == before
+    return result
+
+
 def test_check_reports_the_server_version(config: RegistryConfig) -> None:
     import mlflow
 
@@ -279,10 +287,14 @@ def test_tags_on_prompts_and_versions(config: RegistryConfig, prompt_name: str, 
 
         await registry.get_version(prompt_name, 1)  # cached without the tag
         await one_request(registry, registry.set_version_tag(prompt_name, 1, "approved", "true"))
+        # The cached copy takes the tag: the next alias of the prompt needs no read (issue 14).
+        assert await no_request(registry, registry.get_version(prompt_name, 1)) == await registry.get_version(
+            prompt_name, 1, use_cache=False
+        )
         assert (await registry.get_version(prompt_name, 1)).tags == {"approved": "true"}
         assert mlflow_client.get_prompt_version(prompt_name, 1).tags == {"approved": "true"}
         await one_request(registry, registry.delete_version_tag(prompt_name, 1, "approved"))
-        assert (await registry.get_version(prompt_name, 1)).tags == {}
+        assert (await no_request(registry, registry.get_version(prompt_name, 1))).tags == {}
         with pytest.raises(VersionNotFound):
             await registry.set_version_tag(prompt_name, 5, "approved", "true")
 

@@ -3,7 +3,7 @@
 Importing this package registers every handler with kopf's default registry.
 """
 
-from promptalias.handlers import aliases, injection, metrics, projections, registries, startup
+from promptalias.handlers import aliases, injection, memory, metrics, projections, registries, startup
 
-__all__ = ["aliases", "injection", "metrics", "projections", "registries", "startup"]
+__all__ = ["aliases", "injection", "memory", "metrics", "projections", "registries", "startup"]
 from promptalias.handlers import experiments, webhooks  # noqa: F401 - after startup: they need memo.world

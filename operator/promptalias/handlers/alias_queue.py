@@ -75,16 +75,14 @@ class AliasWorkers:
         urgent = body is not None and wants_pass(body)
         # A pass that came due before kopf leased the object keeps its demand for a fresh read (at
         # start-up: one read after the listing serves every alias of a prompt, not one per lease).
+        priority = Priority.URGENT if urgent else Priority.ROUTINE
         if uid in self._unleased:
             fresh_after = self._unleased.pop(uid)
+            self.world.enqueue(uid, priority=priority, fresh=fresh_after is not None, since=fresh_after)
+        elif self.world.queue.queued(uid):
+            self.world.enqueue(uid, priority=priority, fresh=False)  # keeps the demand it has
         else:
-            fresh_after = time.monotonic() if urgent else None
-        self.world.enqueue(
-            uid,
-            priority=Priority.URGENT if urgent else Priority.ROUTINE,
-            fresh=fresh_after is not None,
-            since=fresh_after,
-        )
+            self.world.enqueue(uid, priority=priority, fresh=urgent)
         try:
             await stopped.wait()
         finally:
@@ -192,6 +190,13 @@ class AliasWorkers:
             log.info("reconciled %d of %d PromptAliases (%d due now)", done, total, METRICS.queue_depth)
 
 
+def request_of(body: Mapping[str, Any]) -> tuple[object, dict[str, str]]:
+    """What a user asks of a PromptAlias: its generation and its request annotations."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return meta.get("generation"), {k: v for k, v in annotations.items() if k in ALIAS_REQUEST_ANNOTATIONS}
+
+
 def wants_pass(body: Mapping[str, Any]) -> bool:
     """The user asked for something: spec not yet handled (status behind the generation), or a
     one-shot request annotation (rollback-to, takeover) waiting."""
@@ -202,4 +207,11 @@ def wants_pass(body: Mapping[str, Any]) -> bool:
     return bool(set(ALIAS_REQUEST_ANNOTATIONS) & set(meta.get("annotations") or {}))
 
 
-__all__ = ["DEFAULT_WORKERS", "WORKERS_ENV", "AliasWorkers", "wants_pass", "workers_from_environment"]
+__all__ = [
+    "DEFAULT_WORKERS",
+    "WORKERS_ENV",
+    "AliasWorkers",
+    "request_of",
+    "wants_pass",
+    "workers_from_environment",
+]

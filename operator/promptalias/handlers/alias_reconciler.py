@@ -426,7 +426,14 @@ class AliasPass:
             else await self.world.kube.read_configmap_annotations(self.namespace, cm_body["metadata"]["name"])
         )
         if existing is None or existing.get(CONTENT_HASH_ANNOTATION) != wanted:
-            await self.world.kube.apply_configmap(cm_body)
+            # Set before the apply: the watch event of our own write may arrive before the apply
+            # returns, and must not read as someone else's edit (handlers/projections.py).
+            self.world.projection_hashes[self.uid] = wanted
+            try:
+                await self.world.kube.apply_configmap(cm_body)
+            except BaseException:
+                self.world.projection_hashes[self.uid] = STALE
+                raise
         self.world.projection_hashes[self.uid] = wanted
 
     # ---- finishing -----------------------------------------------------------------------------

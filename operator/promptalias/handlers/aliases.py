@@ -13,10 +13,10 @@ import kopf
 
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
-from promptalias.handlers.alias_queue import AliasWorkers, wants_pass
+from promptalias.handlers.alias_queue import AliasWorkers, request_of, wants_pass
 from promptalias.handlers.finalizers import Finalizer
 from promptalias.handlers.scope import in_scope, in_scope_async
-from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World, resource_version
+from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
 from promptalias.reconcile.timestamps import parse_timestamp
@@ -75,10 +75,10 @@ async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     if now is not None and before is None:
         rivals = world.uids_where(prompt=now.prompt, alias=now.alias)
         world.poke([u for u in rivals if u != uid], fresh=True)
-    # Only a body newer than the one we hold can carry a new request (the watch replays what the
-    # start-up listing and our own writes' answers already told us).
-    newer = known is None or resource_version(meta) > resource_version(known.get("metadata", {}))
-    if now is not None and newer and wants_pass(body):
+    # A user's request is a new generation or a new request annotation; our own status writes
+    # and kopf's finalizer patch change neither, and the watch replays what the start-up listing
+    # already queued (a read per prompt is shared only by passes queued before it).
+    if now is not None and wants_pass(body) and (known is None or request_of(body) != request_of(known)):
         world.enqueue(uid, priority=Priority.URGENT, fresh=True)
 
 

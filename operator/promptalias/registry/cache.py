@@ -69,6 +69,11 @@ class VersionCache:
             self.hits += 1
             return found
 
+    def peek(self, key: CacheKey) -> PromptVersion | None:
+        """The cached value without counting a hit or a miss."""
+        with self._lock:
+            return self._items.get(key)
+
     def put(self, key: CacheKey, value: PromptVersion) -> None:
         with self._lock:
             self._items[key] = value

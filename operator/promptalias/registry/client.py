@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import functools
 import json
 import logging
@@ -191,26 +192,49 @@ class MlflowRegistry:
         )
 
     async def set_version_tag(self, name: str, version: int, key: str, value: str) -> None:
-        """Set a tag on one prompt version: one POST model-versions/set-tag. Drops the cached copy."""
+        """Set a tag on one prompt version: one POST model-versions/set-tag. A cached copy gets the
+        tag too (the operator tags a version on every move: dropping the copy instead would cost
+        the next alias of the prompt a read); on failure it is dropped, as the outcome is unknown."""
         call = self._call("set version tag", prompt=name, version=version)
-        self.cache.discard(self._key(name, version))
-        await self._json(
-            "POST",
-            f"{API}/model-versions/set-tag",
-            call,
-            body={"name": name, "version": str(version), "key": key, "value": value},
-        )
+        key_ = self._key(name, version)
+        try:
+            await self._json(
+                "POST",
+                f"{API}/model-versions/set-tag",
+                call,
+                body={"name": name, "version": str(version), "key": key, "value": value},
+            )
+        except BaseException:
+            self.cache.discard(key_)
+            raise
+        self._retag(key_, {**self._cached_tags(key_), key: value})
 
     async def delete_version_tag(self, name: str, version: int, key: str) -> None:
-        """Delete a tag of one prompt version: one DELETE model-versions/delete-tag."""
+        """Delete a tag of one prompt version: one DELETE model-versions/delete-tag (the cached copy
+        loses it too; on failure the copy is dropped)."""
         call = self._call("delete version tag", prompt=name, version=version)
-        self.cache.discard(self._key(name, version))
-        await self._json(
-            "DELETE",
-            f"{API}/model-versions/delete-tag",
-            call,
-            body={"name": name, "version": str(version), "key": key},
-        )
+        key_ = self._key(name, version)
+        try:
+            await self._json(
+                "DELETE",
+                f"{API}/model-versions/delete-tag",
+                call,
+                body={"name": name, "version": str(version), "key": key},
+            )
+        except BaseException:
+            self.cache.discard(key_)
+            raise
+        self._retag(key_, {k: v for k, v in self._cached_tags(key_).items() if k != key})
+
+    def _cached_tags(self, key: CacheKey) -> dict[str, str]:
+        cached = self.cache.peek(key)
+        return dict(cached.tags) if cached is not None else {}
+
+    def _retag(self, key: CacheKey, tags: dict[str, str]) -> None:
+        """Replace the tags of a cached version (no-op when it is not cached)."""
+        cached = self.cache.peek(key)
+        if cached is not None:
+            self.cache.put(key, dataclasses.replace(cached, tags=tags))
 
     async def search_prompts(
         self, filter_string: str | None = None, *, limit: int = 10_000
