@@ -13,6 +13,7 @@ alias points somewhere the resource does not say.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final
@@ -218,3 +219,32 @@ def kstatus_conditions(
         else:
             result = remove_condition(result, type_)
     return result
+
+
+@dataclass(frozen=True)
+class KstatusOutcome:
+    """How a pass ended, as its kstatus conditions say it; each kind's `Outcome` adds the rest of
+    what its status records."""
+
+    ready: bool
+    reason: str
+    message: str
+    stalled: bool = False
+    reconciling: bool = False
+    reconciling_reason: str | None = None  # None: Progressing
+
+    def conditions(
+        self, conditions: Sequence[Condition], *, now: datetime, generation: int
+    ) -> list[Condition]:
+        """`conditions` after this outcome (`kstatus_conditions`)."""
+        return kstatus_conditions(
+            conditions,
+            ready=self.ready,
+            reason=self.reason,
+            message=self.message,
+            stalled=self.stalled,
+            reconciling=self.reconciling,
+            reconciling_reason=self.reconciling_reason or Reason.PROGRESSING,
+            now=now,
+            generation=generation,
+        )

@@ -31,9 +31,9 @@ from typing import Any, Final
 
 from promptalias.api.conditions import (
     ConditionType,
+    KstatusOutcome,
     Reason,
     find_condition,
-    kstatus_conditions,
     make_condition,
     set_condition,
 )
@@ -401,14 +401,10 @@ def policy_violation(required: Mapping[str, str] | None, tags: Mapping[str, str]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(KstatusOutcome):
     """How a reconcile attempt ended; `settle` turns it into the next status."""
 
-    ready: bool
     reason: Reason
-    message: str
-    stalled: bool = False
-    reconciling: bool = False
     drifted: bool | None = None  # None: leave the Drifted condition as it was
     resolved_version: int | None = None
     previous_version: int | None = None
@@ -432,16 +428,7 @@ def settle(
     now: datetime,
 ) -> PromptAliasStatus:
     """The next status: conditions with kstatus semantics, resolution fields and bounded history."""
-    conditions = kstatus_conditions(
-        status.conditions,
-        ready=outcome.ready,
-        reason=outcome.reason,
-        message=outcome.message,
-        stalled=outcome.stalled,
-        reconciling=outcome.reconciling,
-        now=now,
-        generation=generation,
-    )
+    conditions = outcome.conditions(status.conditions, now=now, generation=generation)
     if outcome.drifted is not None:
         drift_message = (
             f"the MLflow alias points at version {outcome.resolved_version}, not spec.version {spec.version}"
