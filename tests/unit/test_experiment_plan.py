@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from promptalias.api.conditions import Reason, kstatus_conditions
+from promptalias.api.conditions import KstatusOutcome, Reason, kstatus_conditions
 from promptalias.api.experiment import ExperimentPhase, PromptExperimentSpec, PromptExperimentStatus
 from promptalias.handlers.experiment_split import ExperimentEntry, ExperimentState
 from promptalias.reconcile.audit import parse_audit_tag
@@ -296,17 +296,10 @@ def test_a_missing_prompt_names_the_registry() -> None:
 
 
 def reconciling(reason: str) -> PromptExperimentStatus:
-    conditions = kstatus_conditions(
-        [],
-        ready=True,
-        reason="Synced",
-        message="m",
-        stalled=False,
-        reconciling=True,
-        reconciling_reason=reason,
-        now=NOW,
-        generation=1,
+    busy = KstatusOutcome(
+        ready=True, reason="Synced", message="m", reconciling=True, reconciling_reason=reason
     )
+    conditions = kstatus_conditions([], busy, now=NOW, generation=1)
     return STARTED.model_copy(update={"conditions": conditions})
 
 
@@ -576,10 +569,9 @@ def test_a_finished_experiment_keeps_its_words_and_ignores_a_late_promotion() ->
     status = PromptExperimentStatus(
         phase=ExperimentPhase.ABORTED,
         conditions=kstatus_conditions(
-            [], ready=True, reason="Synced", message="said then", stalled=False, reconciling=False,
-            now=NOW, generation=1,
+            [], KstatusOutcome(ready=True, reason="Synced", message="said then"), now=NOW, generation=1
         ),
-    )  # fmt: skip
+    )
     done = terminal(spec(), status, aborted, promote_requested=True)
     assert done.outcome.message == "said then"
     assert done.warning is not None

@@ -191,40 +191,10 @@ def make_condition(
     )
 
 
-def kstatus_conditions(
-    conditions: Sequence[Condition],
-    *,
-    ready: bool,
-    reason: str,
-    message: str,
-    stalled: bool,
-    reconciling: bool,
-    now: datetime,
-    generation: int,
-    reconciling_reason: str = Reason.PROGRESSING,
-) -> list[Condition]:
-    """Ready always; Stalled and Reconciling present only while True (kstatus semantics)."""
-    result = set_condition(
-        conditions,
-        make_condition(ConditionType.READY, ready, reason, message, now=now, generation=generation),
-    )
-    for type_, active, why in (
-        (ConditionType.STALLED, stalled, reason),
-        (ConditionType.RECONCILING, reconciling, reconciling_reason),
-    ):
-        if active:
-            result = set_condition(
-                result, make_condition(type_, True, why, message, now=now, generation=generation)
-            )
-        else:
-            result = remove_condition(result, type_)
-    return result
-
-
 @dataclass(frozen=True)
 class KstatusOutcome:
-    """How a pass ended, as its kstatus conditions say it; each kind's `Outcome` adds the rest of
-    what its status records."""
+    """How a pass ended, as its kstatus conditions say it (`kstatus_conditions`); each kind's
+    `Outcome` adds the rest of what its status records."""
 
     ready: bool
     reason: str
@@ -233,18 +203,31 @@ class KstatusOutcome:
     reconciling: bool = False
     reconciling_reason: str | None = None  # None: Progressing
 
-    def conditions(
-        self, conditions: Sequence[Condition], *, now: datetime, generation: int
-    ) -> list[Condition]:
-        """`conditions` after this outcome (`kstatus_conditions`)."""
-        return kstatus_conditions(
-            conditions,
-            ready=self.ready,
-            reason=self.reason,
-            message=self.message,
-            stalled=self.stalled,
-            reconciling=self.reconciling,
-            reconciling_reason=self.reconciling_reason or Reason.PROGRESSING,
+
+def kstatus_conditions(
+    conditions: Sequence[Condition], outcome: KstatusOutcome, *, now: datetime, generation: int
+) -> list[Condition]:
+    """`conditions` after `outcome`: Ready always; Stalled and Reconciling present only while True
+    (kstatus semantics); other types (Drifted) kept as they were."""
+    result = set_condition(
+        conditions,
+        make_condition(
+            ConditionType.READY,
+            outcome.ready,
+            outcome.reason,
+            outcome.message,
             now=now,
             generation=generation,
-        )
+        ),
+    )
+    for type_, active, why in (
+        (ConditionType.STALLED, outcome.stalled, outcome.reason),
+        (ConditionType.RECONCILING, outcome.reconciling, outcome.reconciling_reason or Reason.PROGRESSING),
+    ):
+        if active:
+            result = set_condition(
+                result, make_condition(type_, True, why, outcome.message, now=now, generation=generation)
+            )
+        else:
+            result = remove_condition(result, type_)
+    return result

@@ -34,6 +34,7 @@ from promptalias.api.conditions import (
     KstatusOutcome,
     Reason,
     find_condition,
+    kstatus_conditions,
     make_condition,
     set_condition,
 )
@@ -428,7 +429,7 @@ def settle(
     now: datetime,
 ) -> PromptAliasStatus:
     """The next status: conditions with kstatus semantics, resolution fields and bounded history."""
-    conditions = outcome.conditions(status.conditions, now=now, generation=generation)
+    conditions = kstatus_conditions(status.conditions, outcome, now=now, generation=generation)
     if outcome.drifted is not None:
         drift_message = (
             f"the MLflow alias points at version {outcome.resolved_version}, not spec.version {spec.version}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from promptalias.api.conditions import Condition, KstatusOutcome, Reason
+from promptalias.api.conditions import Condition, KstatusOutcome, Reason, kstatus_conditions
 from promptalias.reconcile.backoff import backoff
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.timestamps import parse_timestamp
@@ -108,7 +108,7 @@ def deleting_conditions(
         reconciling=True,
         reconciling_reason=Reason.DELETING,
     )
-    return deleting.conditions(conditions, now=now, generation=generation)
+    return kstatus_conditions(conditions, deleting, now=now, generation=generation)
 
 
 __all__ = [

@@ -3,7 +3,7 @@
 `Outcome` is how a pass ended (handlers/experiment_pass.py builds it from the plans of
 experiment_candidate.py and experiment_promotion.py, and the analysis hook may refine it); `settle`
 turns it and the progress of the split (experiment.py) into the next status, with the conditions
-from api/conditions.py's one builder (`KstatusOutcome.conditions`).
+from api/conditions.py's one builder, `kstatus_conditions`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from promptalias.api.conditions import (
     KstatusOutcome,
     Reason,
     find_condition,
+    kstatus_conditions,
 )
 from promptalias.api.experiment import (
     MAX_EXPERIMENT_HISTORY,
@@ -58,7 +59,7 @@ def settle(
 ) -> PromptExperimentStatus:
     """The next status: kstatus conditions (Ready; Reconciling and Stalled only while True), the
     split, and the history (bounded, oldest dropped)."""
-    conditions = outcome.conditions(status.conditions, now=now, generation=generation)
+    conditions = kstatus_conditions(status.conditions, outcome, now=now, generation=generation)
     update: dict[str, Any] = {"observed_generation": generation, "conditions": conditions}
     history = list(status.history)
     if not outcome.keep_progress:
