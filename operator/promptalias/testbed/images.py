@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +131,10 @@ def _cached(key: str, stem: str) -> BuiltImage | None:
     return BuiltImage(meta["name"], archive, meta["sizeBytes"], meta["buildSeconds"], cached=True)
 
 
-def _export(image: str, name: str, key: str, stem: str, started: float, log: Path) -> BuiltImage:
+def _export(name: str, key: str, stem: str, started: float, log: Path) -> BuiltImage:
     archive = images_dir() / f"{stem}-{key}.tar"
     archive.unlink(missing_ok=True)
-    _buildah("push", image, f"docker-archive:{archive}:{name}", log=log)
+    _buildah("push", name, f"docker-archive:{archive}:{name}", log=log)
     # a docker-archive holds the layers uncompressed: its size is the image's size on the node
     built = BuiltImage(name, archive, archive.stat().st_size, round(time.monotonic() - started, 1), False)
     meta = {
@@ -145,6 +146,17 @@ def _export(image: str, name: str, key: str, stem: str, started: float, log: Pat
     }
     (images_dir() / f"{stem}-{key}.json").write_text(json.dumps(meta, indent=2))
     return built
+
+
+def _built_once(name: str, key: str, stem: str, build: Callable[[Path], None], log: Path) -> BuiltImage:
+    """The cached archive for `key`, else `build` the image `name` in a fresh context directory and
+    export it (to the archive the next run with the same key reuses)."""
+    if (hit := _cached(key, stem)) is not None:
+        return hit
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
+        build(Path(tmp))
+    return _export(name, key, stem, started, log)
 
 
 def _digest(*parts: bytes) -> str:
@@ -233,11 +245,8 @@ def _operator(source: Path, base: str, base_key: str, log: Path) -> BuiltImage:
         (source / ".dockerignore").read_bytes(),
         _tree_bytes(source, context_files),
     )
-    if (hit := _cached(key, "promptalias")) is not None:
-        return hit
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
-        context = Path(tmp)
+
+    def build(context: Path) -> None:
         for rel in context_files:
             src = source / rel
             if src.is_dir():
@@ -261,16 +270,14 @@ def _operator(source: Path, base: str, base_key: str, log: Path) -> BuiltImage:
                 log=log,
                 cwd=context,
             )
-    return _export(name, name, key, "promptalias", started, log)
+
+    return _built_once(name, key, "promptalias", build, log)
 
 
 def _pause(log: Path) -> BuiltImage:
     key = _digest(PAUSE_C.encode(), PAUSE_IMAGE.encode())
-    if (hit := _cached(key, "pause")) is not None:
-        return hit
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
-        context = Path(tmp)
+
+    def build(context: Path) -> None:
         (context / "pause.c").write_text(PAUSE_C)
         subprocess.run(
             ["gcc", "-static", "-Os", "-s", "-o", str(context / "pause"), str(context / "pause.c")],
@@ -280,7 +287,8 @@ def _pause(log: Path) -> BuiltImage:
             'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n'
         )
         _buildah("bud", "--isolation=chroot", "-t", PAUSE_IMAGE, ".", log=log, cwd=context)
-    return _export(PAUSE_IMAGE, PAUSE_IMAGE, key, "pause", started, log)
+
+    return _built_once(PAUSE_IMAGE, key, "pause", build, log)
 
 
 def _app(source: Path, operator: BuiltImage, log: Path) -> BuiltImage:
@@ -290,11 +298,8 @@ def _app(source: Path, operator: BuiltImage, log: Path) -> BuiltImage:
         (example / "Dockerfile").read_bytes(),
         (example / "app.py").read_bytes(),
     )
-    if (hit := _cached(key, "invoice-app")) is not None:
-        return hit
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
-        context = Path(tmp)
+
+    def build(context: Path) -> None:
         shutil.copy2(example / "Dockerfile", context / "Dockerfile")
         shutil.copy2(example / "app.py", context / "app.py")
         _buildah(
@@ -308,7 +313,8 @@ def _app(source: Path, operator: BuiltImage, log: Path) -> BuiltImage:
             log=log,
             cwd=context,
         )
-    return _export(APP_IMAGE, APP_IMAGE, key, "invoice-app", started, log)
+
+    return _built_once(APP_IMAGE, key, "invoice-app", build, log)
 
 
 @dataclass(frozen=True)
