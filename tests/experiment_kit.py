@@ -1,6 +1,6 @@
 """The experiment the pure unit tests share: candidate experimental-parser v4 at 50% against the
 baseline PromptAlias billing/parser-production (invoice-parser@production, pinned and resolved at v3).
-Keyword arguments override single fields."""
+Keyword arguments override single fields. THUMBS is a Success metric over MLflow feedback."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ from typing import Any
 
 from promptalias.api.experiment import PromptExperimentSpec
 from promptalias.reconcile.experiment import Baseline
+
+THUMBS: dict[str, Any] = {
+    "name": "thumbs",
+    "role": "Success",
+    "direction": "Higher",
+    "mlflowFeedback": {"experiment": "app", "name": "thumbs", "aggregation": "Rate"},
+}
 
 
 def spec(**extra: Any) -> PromptExperimentSpec:
