@@ -43,6 +43,7 @@ from promptalias.registry.models import (
 )
 
 log = logging.getLogger(__name__)
+_Item = TypeVar("_Item")  # what one search returns a list of (prompts, versions)
 
 API = "/api/2.0/mlflow"
 WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"  # mlflow.utils.workspace_utils.WORKSPACE_HEADER_NAME
@@ -53,7 +54,6 @@ _SEARCH_PAGE = 1000  # the server's cap for registered-models/search
 # is at most a ConfigMap's 1 MiB to be projected; a search page is 1000 prompts with their tags).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_PAGES = 100  # search/list: at most 100 pages of 1000 (a server repeating a page token stops too)
-_Item = TypeVar("_Item")  # what one search returns a list of (prompts, versions)
 
 
 class MlflowRegistry:
