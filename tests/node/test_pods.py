@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from kit import wait_for
 from promptalias.testbed import Testbed
 from promptalias.testbed.tools import Helm
 
@@ -29,18 +29,8 @@ SIDECAR = "promptalias-sidecar"
 
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    """`kit.wait_for` at a node's pace: each poll runs kubectl, so once a second by default."""
+    return wait_for(predicate, timeout, what, interval)
 
 
 def kget(bed: Testbed, *args: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from experiment_kit import THUMBS
 from promptalias.api.experiment import ExperimentAnalysis
 from promptalias.cli.errors import CliError
 from promptalias.cli.experiment_cmd import analysis_text, cmd_analyse, describe
@@ -18,19 +19,7 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def analysis_status() -> dict[str, Any]:
-    spec = ExperimentAnalysis.model_validate(
-        {
-            "minSamples": 100,
-            "metrics": [
-                {
-                    "name": "thumbs",
-                    "role": "Success",
-                    "direction": "Higher",
-                    "mlflowFeedback": {"experiment": "app", "name": "thumbs", "aggregation": "Rate"},
-                }
-            ],
-        }
-    )
+    spec = ExperimentAnalysis.model_validate({"minSamples": 100, "metrics": [THUMBS]})
     data = MetricData(
         ArmData(n=3000, summary=Summary.rate(3000, 1500), exposures=4000),
         ArmData(n=3000, summary=Summary.rate(3000, 1800), exposures=4000),

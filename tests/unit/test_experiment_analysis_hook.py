@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from experiment_kit import THUMBS
 from promptalias.api.experiment import AnalysisDecision, AnalysisStatus, ExperimentAnalysis
 from promptalias.handlers.experiment_analysis import (
     AnalysisHook,
@@ -114,18 +115,7 @@ def test_merge_patch_nulls_what_went_away() -> None:
 
 
 def test_gauges_have_one_series_per_arm_and_bound() -> None:
-    spec = ExperimentAnalysis.model_validate(
-        {
-            "metrics": [
-                {
-                    "name": "thumbs",
-                    "role": "Success",
-                    "direction": "Higher",
-                    "mlflowFeedback": {"experiment": "app", "name": "thumbs", "aggregation": "Rate"},
-                }
-            ]
-        }
-    )
+    spec = ExperimentAnalysis.model_validate({"metrics": [THUMBS]})
     data = MetricData(
         ArmData(n=500, summary=Summary.rate(500, 250)), ArmData(n=500, summary=Summary.rate(500, 300))
     )

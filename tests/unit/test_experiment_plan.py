@@ -4,25 +4,27 @@ experiment_status.py) — every branch, no cluster, no MLflow."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from promptalias.api.conditions import Reason, kstatus_conditions
-from promptalias.api.experiment import ExperimentPhase, PromptExperimentSpec, PromptExperimentStatus
+from experiment_kit import baseline, spec
+from promptalias.api.conditions import KstatusOutcome, Reason, kstatus_conditions
+from promptalias.api.experiment import ExperimentPhase, PromptExperimentStatus
 from promptalias.handlers.experiment_split import ExperimentEntry, ExperimentState
 from promptalias.reconcile.audit import parse_audit_tag
 from promptalias.reconcile.experiment import Baseline, ExperimentReason, HistoryReason, Progress
 from promptalias.reconcile.experiment_candidate import (
+    CandidatePlan,
     baseline_missing,
     check_baseline,
     check_claim,
     plan_candidate,
     split_held,
 )
-from promptalias.reconcile.experiment_promotion import PromotionStep, plan_promotion
+from promptalias.reconcile.experiment_promotion import PromotionPlan, PromotionStep, plan_promotion
 from promptalias.reconcile.experiment_status import stalled, synced, terminal, unavailable
 from promptalias.reconcile.ownership import Owner
 
@@ -33,118 +35,74 @@ RUNNING = Progress(phase=ExperimentPhase.COMPLETED, weight=50, step=None)
 PROMOTING = replace(RUNNING, promote=True)
 
 
-def spec(**extra: Any) -> PromptExperimentSpec:
-    body: dict[str, Any] = {
-        "baseline": {"name": "parser-production"},
-        "candidate": {"alias": "experimental-parser", "version": 4},
-        "weight": 50,
-    }
-    body.update(extra)
-    return PromptExperimentSpec.model_validate(body)
-
-
-def baseline(**extra: Any) -> Baseline:
-    values: dict[str, Any] = {
-        "namespace": "billing",
-        "name": "parser-production",
-        "prompt": "invoice-parser",
-        "alias": "production",
-        "version": 3,
-        "resolved_version": 3,
-    }
-    values.update(extra)
-    return Baseline(**values)
-
-
 STARTED = PromptExperimentStatus(phase=ExperimentPhase.COMPLETED, current_weight=50)
 NEW = PromptExperimentStatus()
 
 # ---- validation ------------------------------------------------------------------------------------
 
-# (name, spec overrides, stored status, progress, baseline overrides, expected reason or None)
+
+@dataclass(frozen=True)
+class Validation:
+    """A baseline and an experiment, and why `check_baseline` refuses them (None: it does not)."""
+
+    name: str
+    expected: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)  # overrides of `spec()`
+    status: PromptExperimentStatus = field(default_factory=lambda: NEW)
+    progress: Progress = RUNNING
+    base: dict[str, Any] = field(default_factory=dict)  # overrides of `baseline()`
+
+
+OWN_ALIAS: dict[str, Any] = {"candidate": {"alias": "production", "version": 4}}
+AT_CANDIDATE: dict[str, Any] = {"version": 4, "resolved_version": 4}
+
 VALIDATION = [
-    ("a valid experiment", {}, NEW, RUNNING, {}, None),
-    (
-        "the candidate alias is the baseline's own",
-        {"candidate": {"alias": "production", "version": 4}},
-        NEW,
-        RUNNING,
-        {},
-        ExperimentReason.INVALID_CANDIDATE,
+    Validation("a valid experiment"),
+    Validation(
+        "the candidate alias is the baseline's own", ExperimentReason.INVALID_CANDIDATE, spec=OWN_ALIAS
     ),
-    (
+    Validation(
         "the baseline already serves the candidate version (pinned)",
-        {},
-        NEW,
-        RUNNING,
-        {"version": 4, "resolved_version": 4},
         ExperimentReason.INVALID_CANDIDATE,
+        base=AT_CANDIDATE,
     ),
-    (
+    Validation(
         "the baseline already serves the candidate version (following MLflow)",
-        {},
-        NEW,
-        RUNNING,
-        {"version": None, "resolved_version": 4},
         ExperimentReason.INVALID_CANDIDATE,
+        base={"version": None, "resolved_version": 4},
     ),
-    (
+    Validation(
         "resolved at the candidate but pinned elsewhere: a change under way, valid",
-        {},
-        NEW,
-        RUNNING,
-        {"version": 5, "resolved_version": 4},
-        None,
+        base={"version": 5, "resolved_version": 4},
     ),
-    (
+    Validation(
         "once started, the baseline reaching the candidate is a promotion, not an error",
-        {},
-        STARTED,
-        RUNNING,
-        {"version": 4, "resolved_version": 4},
-        None,
+        status=STARTED,
+        base=AT_CANDIDATE,
     ),
-    (
-        "a promotion requested before the start is not refused",
-        {},
-        NEW,
-        PROMOTING,
-        {"version": 4, "resolved_version": 4},
-        None,
+    Validation(
+        "a promotion requested before the start is not refused", progress=PROMOTING, base=AT_CANDIDATE
     ),
-    (
+    Validation(
         "the baseline is not projected: clients cannot see the split",
-        {},
-        STARTED,
-        RUNNING,
-        {"projection_enabled": False},
         ExperimentReason.PROJECTION_DISABLED,
+        status=STARTED,
+        base={"projection_enabled": False},
     ),
-    (
+    Validation(
         "the own-alias check comes before the projection check",
-        {"candidate": {"alias": "production", "version": 4}},
-        STARTED,
-        RUNNING,
-        {"projection_enabled": False},
         ExperimentReason.INVALID_CANDIDATE,
+        spec=OWN_ALIAS,
+        status=STARTED,
+        base={"projection_enabled": False},
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("overrides", "status", "progress", "base", "expected"),
-    [case[1:] for case in VALIDATION],
-    ids=[case[0] for case in VALIDATION],
-)
-def test_check_baseline(
-    overrides: dict[str, Any],
-    status: PromptExperimentStatus,
-    progress: Progress,
-    base: dict[str, Any],
-    expected: str | None,
-) -> None:
-    problem = check_baseline(spec(**overrides), status, progress, baseline(**base))
-    assert (problem.reason if problem is not None else None) == expected
+@pytest.mark.parametrize("case", VALIDATION, ids=lambda case: case.name)
+def test_check_baseline(case: Validation) -> None:
+    problem = check_baseline(spec(**case.spec), case.status, case.progress, baseline(**case.base))
+    assert (problem.reason if problem is not None else None) == case.expected
 
 
 def test_invalid_candidate_messages_say_what_to_do() -> None:
@@ -190,53 +148,16 @@ def test_check_claim(holder: str | None, refusal: str | None, expected: str | No
 
 # ---- the candidate alias ---------------------------------------------------------------------------
 
-# (name, prompt found, version found, current, mark, expected blocked reason, claim, write)
-CANDIDATE = [
-    ("first pass: claim, then point the alias", True, True, None, None, None, True, 4),
-    ("moved elsewhere, ours: point it back, no new claim", True, True, 2, ME, None, False, 4),
-    ("unmarked but elsewhere: claim and point", True, True, 2, None, None, True, 4),
-    ("already there and ours: nothing to write", True, True, 4, ME, None, False, None),
-    (
-        "already there, unmarked: nothing to write (no claim without a write)",
-        True,
-        True,
-        4,
-        None,
-        None,
-        False,
-        None,
-    ),
-    ("another owner's tag", True, True, 4, OTHER, Reason.OWNED_ELSEWHERE, False, None),
-    ("no such prompt", False, False, None, None, Reason.VERSION_NOT_FOUND, False, None),
-    ("no such version", True, False, None, None, Reason.VERSION_NOT_FOUND, False, None),
-    (
-        "another owner wins over a missing version",
-        True,
-        False,
-        None,
-        OTHER,
-        Reason.OWNED_ELSEWHERE,
-        False,
-        None,
-    ),
-]
 
-
-@pytest.mark.parametrize(
-    ("prompt_found", "version_found", "current", "mark", "blocked", "claim", "write"),
-    [case[1:] for case in CANDIDATE],
-    ids=[case[0] for case in CANDIDATE],
-)
-def test_plan_candidate(
-    prompt_found: bool,
-    version_found: bool,
-    current: int | None,
-    mark: Owner | None,
-    blocked: str | None,
-    claim: bool,
-    write: int | None,
-) -> None:
-    plan = plan_candidate(
+def candidate_plan(
+    *,
+    prompt_found: bool = True,
+    version_found: bool = True,
+    current: int | None = None,
+    mark: Owner | None = None,
+) -> CandidatePlan:
+    """`plan_candidate` for `spec()` (candidate v4) from what MLflow shows."""
+    return plan_candidate(
         spec(),
         RUNNING,
         prompt="invoice-parser",
@@ -248,24 +169,53 @@ def test_plan_candidate(
         me=ME,
         now=NOW,
     )
-    assert (plan.blocked.reason if plan.blocked is not None else None) == blocked
-    assert (plan.claim, plan.write) == (claim, write)
-    assert (plan.audit is not None, plan.history is not None) == (write is not None, write is not None)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What MLflow shows of the candidate alias, and the plan's writes (or why it is blocked)."""
+
+    name: str
+    prompt_found: bool = True
+    version_found: bool = True
+    current: int | None = None
+    mark: Owner | None = None
+    blocked: str | None = None
+    claim: bool = False
+    write: int | None = None
+
+
+CANDIDATE = [
+    Candidate("first pass: claim, then point the alias", claim=True, write=4),
+    Candidate("moved elsewhere, ours: point it back, no new claim", current=2, mark=ME, write=4),
+    Candidate("unmarked but elsewhere: claim and point", current=2, claim=True, write=4),
+    Candidate("already there and ours: nothing to write", current=4, mark=ME),
+    Candidate("already there, unmarked: nothing to write (no claim without a write)", current=4),
+    Candidate("another owner's tag", current=4, mark=OTHER, blocked=Reason.OWNED_ELSEWHERE),
+    Candidate("no such prompt", prompt_found=False, version_found=False, blocked=Reason.VERSION_NOT_FOUND),
+    Candidate("no such version", version_found=False, blocked=Reason.VERSION_NOT_FOUND),
+    Candidate(
+        "another owner wins over a missing version",
+        version_found=False,
+        mark=OTHER,
+        blocked=Reason.OWNED_ELSEWHERE,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CANDIDATE, ids=lambda case: case.name)
+def test_plan_candidate(case: Candidate) -> None:
+    plan = candidate_plan(
+        prompt_found=case.prompt_found, version_found=case.version_found, current=case.current, mark=case.mark
+    )
+    assert (plan.blocked.reason if plan.blocked is not None else None) == case.blocked
+    assert (plan.claim, plan.write) == (case.claim, case.write)
+    writes = case.write is not None
+    assert (plan.audit is not None, plan.history is not None) == (writes, writes)
 
 
 def test_a_candidate_write_is_audited_and_recorded() -> None:
-    plan = plan_candidate(
-        spec(),
-        RUNNING,
-        prompt="invoice-parser",
-        tracking_uri="http://mlflow:5000",
-        prompt_found=True,
-        version_found=True,
-        current=2,
-        mark=ME,
-        me=ME,
-        now=NOW,
-    )
+    plan = candidate_plan(current=2, mark=ME)
     assert plan.audit is not None
     key, value = plan.audit
     assert key == "promptalias.io/moved.experimental-parser"
@@ -276,18 +226,7 @@ def test_a_candidate_write_is_audited_and_recorded() -> None:
 
 
 def test_a_missing_prompt_names_the_registry() -> None:
-    plan = plan_candidate(
-        spec(),
-        RUNNING,
-        prompt="invoice-parser",
-        tracking_uri="http://mlflow:5000",
-        prompt_found=False,
-        version_found=False,
-        current=None,
-        mark=None,
-        me=ME,
-        now=NOW,
-    )
+    plan = candidate_plan(prompt_found=False, version_found=False)
     assert plan.blocked is not None
     assert plan.blocked.message == "prompt 'invoice-parser' does not exist in MLflow (http://mlflow:5000)"
 
@@ -296,249 +235,160 @@ def test_a_missing_prompt_names_the_registry() -> None:
 
 
 def reconciling(reason: str) -> PromptExperimentStatus:
-    conditions = kstatus_conditions(
-        [],
-        ready=True,
-        reason="Synced",
-        message="m",
-        stalled=False,
-        reconciling=True,
-        reconciling_reason=reason,
-        now=NOW,
-        generation=1,
+    busy = KstatusOutcome(
+        ready=True, reason="Synced", message="m", reconciling=True, reconciling_reason=reason
     )
+    conditions = kstatus_conditions([], busy, now=NOW, generation=1)
     return STARTED.model_copy(update={"conditions": conditions})
 
 
 GIT = "Argo CD (Application argocd/billing)"
 
-# (name, stored status, progress, baseline overrides, MLflow baseline alias, refusal,
-#  expected step, reconciling reason, patch_spec, move_alias, history entries, warning?, blocked?)
+
+def promote(
+    status: PromptExperimentStatus,
+    progress: Progress,
+    base: Baseline,
+    *,
+    current: int | None = 3,
+    actor: str | None = "alice",
+    refusal: str | None = None,
+) -> PromotionPlan:
+    """`plan_promotion` for `spec()` (candidate v4); `current`: where the baseline's MLflow alias is."""
+    return plan_promotion(
+        spec(), status, progress, base, actor=actor, current=current, me=ME, now=NOW, refusal=refusal
+    )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A promotion's inputs, then what the step writes and reports."""
+
+    name: str
+    status: PromptExperimentStatus = field(default_factory=lambda: STARTED)
+    progress: Progress = PROMOTING
+    base: dict[str, Any] = field(default_factory=dict)  # overrides of `baseline()`
+    current: int = 3  # the baseline's MLflow alias
+    refusal: str | None = None
+    step: PromotionStep | None = None
+    reason: str | None = None  # Reconciling while the promotion is under way
+    patch_spec: int | None = None
+    move_alias: int | None = None
+    entries: int = 0  # history entries written by this pass
+    warns: bool = False
+    blocked: bool = False
+
+
+FOLLOWS: dict[str, Any] = {"version": None}
+
 PROMOTION = [
-    ("no promotion", STARTED, RUNNING, {}, 3, None, None, None, None, None, 0, False, False),
-    (
+    Promotion("no promotion", progress=RUNNING),
+    Promotion(
         "pinned: patch the spec",
-        STARTED,
-        PROMOTING,
-        {},
-        3,
-        None,
-        PromotionStep.PATCH_SPEC,
-        ExperimentReason.PROMOTING,
-        4,
-        None,
-        1,
-        False,
-        False,
+        step=PromotionStep.PATCH_SPEC,
+        reason=ExperimentReason.PROMOTING,
+        patch_spec=4,
+        entries=1,
     ),
-    (
+    Promotion(
         "pinned, already promoting: patch again, no second entry",
-        reconciling(ExperimentReason.PROMOTING),
-        PROMOTING,
-        {},
-        3,
-        None,
-        PromotionStep.PATCH_SPEC,
-        ExperimentReason.PROMOTING,
-        4,
-        None,
-        0,
-        False,
-        False,
+        status=reconciling(ExperimentReason.PROMOTING),
+        step=PromotionStep.PATCH_SPEC,
+        reason=ExperimentReason.PROMOTING,
+        patch_spec=4,
     ),
-    (
+    Promotion(
         "spec patched: wait for the baseline to resolve it",
-        reconciling(ExperimentReason.PROMOTING),
-        PROMOTING,
-        {"version": 4},
-        3,
-        None,
-        PromotionStep.WAIT,
-        ExperimentReason.PROMOTING,
-        None,
-        None,
-        0,
-        False,
-        False,
+        status=reconciling(ExperimentReason.PROMOTING),
+        base={"version": 4},
+        step=PromotionStep.WAIT,
+        reason=ExperimentReason.PROMOTING,
     ),
-    (
+    Promotion(
         "changed in Git without a request: wait, recorded once",
-        STARTED,
-        RUNNING,
-        {"version": 4},
-        3,
-        None,
-        PromotionStep.WAIT,
-        ExperimentReason.PROMOTING,
-        None,
-        None,
-        1,
-        False,
-        False,
+        progress=RUNNING,
+        base={"version": 4},
+        step=PromotionStep.WAIT,
+        reason=ExperimentReason.PROMOTING,
+        entries=1,
     ),
-    (
+    Promotion(
         "following MLflow: move the alias",
-        STARTED,
-        PROMOTING,
-        {"version": None},
-        3,
-        None,
-        PromotionStep.MOVE_ALIAS,
-        ExperimentReason.PROMOTING,
-        None,
-        4,
-        1,
-        False,
-        False,
+        base=FOLLOWS,
+        step=PromotionStep.MOVE_ALIAS,
+        reason=ExperimentReason.PROMOTING,
+        move_alias=4,
+        entries=1,
     ),
-    (
+    Promotion(
         "following MLflow, alias already moved: no second write",
-        reconciling(ExperimentReason.PROMOTING),
-        PROMOTING,
-        {"version": None},
-        4,
-        None,
-        PromotionStep.MOVE_ALIAS,
-        ExperimentReason.PROMOTING,
-        None,
-        None,
-        0,
-        False,
-        False,
+        status=reconciling(ExperimentReason.PROMOTING),
+        base=FOLLOWS,
+        current=4,
+        step=PromotionStep.MOVE_ALIAS,
+        reason=ExperimentReason.PROMOTING,
     ),
-    (
+    Promotion(
         "following MLflow without authority: refused, nothing written",
-        STARTED,
-        PROMOTING,
-        {"version": None},
-        3,
-        "alias 'production' is managed by someone else",
-        PromotionStep.MOVE_ALIAS,
-        None,
-        None,
-        None,
-        0,
-        False,
-        True,
+        base=FOLLOWS,
+        refusal="alias 'production' is managed by someone else",
+        step=PromotionStep.MOVE_ALIAS,
+        blocked=True,
     ),
-    (
+    Promotion(
         "GitOps: report the Git change, once",
-        STARTED,
-        PROMOTING,
-        {"gitops": GIT},
-        3,
-        None,
-        PromotionStep.REPORT_GIT,
-        ExperimentReason.PROMOTION_PENDING,
-        None,
-        None,
-        1,
-        True,
-        False,
+        base={"gitops": GIT},
+        step=PromotionStep.REPORT_GIT,
+        reason=ExperimentReason.PROMOTION_PENDING,
+        entries=1,
+        warns=True,
     ),
-    (
+    Promotion(
         "GitOps, already reported: no second Warning",
-        reconciling(ExperimentReason.PROMOTION_PENDING),
-        PROMOTING,
-        {"gitops": GIT},
-        3,
-        None,
-        PromotionStep.REPORT_GIT,
-        ExperimentReason.PROMOTION_PENDING,
-        None,
-        None,
-        0,
-        False,
-        False,
+        status=reconciling(ExperimentReason.PROMOTION_PENDING),
+        base={"gitops": GIT},
+        step=PromotionStep.REPORT_GIT,
+        reason=ExperimentReason.PROMOTION_PENDING,
     ),
-    (
+    Promotion(
         "the baseline serves the candidate: done",
-        STARTED,
-        RUNNING,
-        {"version": 4, "resolved_version": 4},
-        4,
-        None,
-        PromotionStep.DONE,
-        None,
-        None,
-        None,
-        0,
-        False,
-        False,
+        progress=RUNNING,
+        base={"version": 4, "resolved_version": 4},
+        current=4,
+        step=PromotionStep.DONE,
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    (
-        "status",
-        "progress",
-        "base",
-        "current",
-        "refusal",
-        "step",
-        "reason",
-        "patch_spec",
-        "move_alias",
-        "entries",
-        "warns",
-        "blocked",
-    ),
-    [case[1:] for case in PROMOTION],
-    ids=[case[0] for case in PROMOTION],
-)
-def test_plan_promotion(
-    status: PromptExperimentStatus,
-    progress: Progress,
-    base: dict[str, Any],
-    current: int | None,
-    refusal: str | None,
-    step: PromotionStep | None,
-    reason: str | None,
-    patch_spec: int | None,
-    move_alias: int | None,
-    entries: int,
-    warns: bool,
-    blocked: bool,
-) -> None:
-    plan = plan_promotion(
-        spec(),
-        status,
-        progress,
-        baseline(**base),
-        actor="alice",
-        current=current,
-        me=ME,
-        now=NOW,
-        refusal=refusal,
+@pytest.mark.parametrize("case", PROMOTION, ids=lambda case: case.name)
+def test_plan_promotion(case: Promotion) -> None:
+    plan = promote(
+        case.status, case.progress, baseline(**case.base), current=case.current, refusal=case.refusal
     )
-    assert plan.step == step
-    assert (plan.reconciling if not blocked else None) == (reason if not blocked else None)
-    assert (plan.patch_spec, plan.move_alias) == (patch_spec, move_alias)
-    assert len(plan.history) == entries
-    assert (plan.warning is not None) == warns
-    assert (plan.blocked is not None) == blocked
-    assert (plan.audit is not None) == (move_alias is not None)
-    assert plan.poke_baseline == (step == PromotionStep.MOVE_ALIAS and not blocked)
-    if blocked:
+    assert plan.step == case.step
+    if not case.blocked:
+        assert plan.reconciling == case.reason
+    assert (plan.patch_spec, plan.move_alias) == (case.patch_spec, case.move_alias)
+    assert len(plan.history) == case.entries
+    assert (plan.warning is not None) == case.warns
+    assert (plan.blocked is not None) == case.blocked
+    assert (plan.audit is not None) == (case.move_alias is not None)
+    assert plan.poke_baseline == (case.step == PromotionStep.MOVE_ALIAS and not case.blocked)
+    if case.blocked:
         assert plan.blocked is not None
-        assert (plan.blocked.reason, plan.blocked.message) == (Reason.NOT_AUTHORIZED, refusal)
+        assert (plan.blocked.reason, plan.blocked.message) == (Reason.NOT_AUTHORIZED, case.refusal)
 
 
 def test_promotion_messages_and_actors() -> None:
-    done = plan_promotion(
-        spec(), STARTED, RUNNING, baseline(version=4, resolved_version=4, spec_actor="argocd"),
-        actor=None, current=4, me=ME, now=NOW,
-    )  # fmt: skip
+    done = promote(
+        STARTED, RUNNING, baseline(version=4, resolved_version=4, spec_actor="argocd"), current=4, actor=None
+    )
     assert done.progress.phase == ExperimentPhase.PROMOTED
     assert done.progress.history[-1].actor == "argocd"  # no request: whoever set spec.version
     assert done.message == "production now points at version 4"
-    asked = plan_promotion(
-        spec(), STARTED, PROMOTING, baseline(version=None, resolved_version=4),
-        actor="alice", current=4, me=ME, now=NOW,
-    )  # fmt: skip
+    asked = promote(STARTED, PROMOTING, baseline(version=None, resolved_version=4), current=4)
     assert (asked.step, asked.progress.history[-1].actor) == (PromotionStep.DONE, "alice")
-    patch = plan_promotion(spec(), STARTED, PROMOTING, baseline(), actor="alice", current=3, me=ME, now=NOW)
+    patch = promote(STARTED, PROMOTING, baseline())
     assert patch.message == "promoting: moving production of PromptAlias parser-production to version 4"
     (entry,) = patch.history
     assert (entry.reason, entry.actor) == (HistoryReason.PROMOTION_REQUESTED, "alice")
@@ -546,9 +396,7 @@ def test_promotion_messages_and_actors() -> None:
         "promotion of version 4 to production requested: "
         "spec.version of PromptAlias parser-production set to 4"
     )
-    git = plan_promotion(
-        spec(), STARTED, PROMOTING, baseline(gitops=GIT), actor="alice", current=3, me=ME, now=NOW
-    )
+    git = promote(STARTED, PROMOTING, baseline(gitops=GIT))
     assert git.warning == git.message
     assert "set `spec.version: 4` on PromptAlias parser-production in Git" in git.message
     assert git.history[0].message is not None
@@ -576,10 +424,9 @@ def test_a_finished_experiment_keeps_its_words_and_ignores_a_late_promotion() ->
     status = PromptExperimentStatus(
         phase=ExperimentPhase.ABORTED,
         conditions=kstatus_conditions(
-            [], ready=True, reason="Synced", message="said then", stalled=False, reconciling=False,
-            now=NOW, generation=1,
+            [], KstatusOutcome(ready=True, reason="Synced", message="said then"), now=NOW, generation=1
         ),
-    )  # fmt: skip
+    )
     done = terminal(spec(), status, aborted, promote_requested=True)
     assert done.outcome.message == "said then"
     assert done.warning is not None

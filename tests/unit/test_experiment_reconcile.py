@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from experiment_kit import baseline, spec
 from promptalias.api.experiment import ExperimentPhase, PromptExperimentSpec, PromptExperimentStatus
 from promptalias.projection.render import render_projection
 from promptalias.reconcile.audit import audit_tag, moved_tag_key, parse_audit_tag
 from promptalias.reconcile.experiment import (
-    Baseline,
     ExperimentReason,
     HistoryReason,
     Progress,
@@ -29,16 +29,6 @@ from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION, RESUME_
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
 NONE = Requests()
-
-
-def spec(**extra: Any) -> PromptExperimentSpec:
-    body: dict[str, Any] = {
-        "baseline": {"name": "parser-production"},
-        "candidate": {"alias": "experimental-parser", "version": 4},
-        "weight": 50,
-    }
-    body.update(extra)
-    return PromptExperimentSpec.model_validate(body)
 
 
 def run(
@@ -263,19 +253,6 @@ def test_requests_and_their_actors() -> None:
 
 
 # ---- promotion -------------------------------------------------------------------------------------
-
-
-def baseline(**extra: Any) -> Baseline:
-    values: dict[str, Any] = {
-        "namespace": "billing",
-        "name": "parser-production",
-        "prompt": "invoice-parser",
-        "alias": "production",
-        "version": 3,
-        "resolved_version": 3,
-    }
-    values.update(extra)
-    return Baseline(**values)
 
 
 def test_promotion_steps() -> None:

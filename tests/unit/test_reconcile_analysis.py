@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,249 +93,200 @@ FEW = arms(rate(50, 25, 60), rate(40, 24, 60))
 DOWN = SourceFailure("Prometheus at http://127.0.0.1:1 did not answer: connection refused", permanent=False)
 BAD_QUERY = SourceFailure("Prometheus refused the query: bad_data: parse error", permanent=True)
 
-# (name, analysis, observations, context, decision, reason fragment, stalled, unavailable)
-CASES: list[
-    tuple[str, ExperimentAnalysis, dict[str, Observation], Context, AnalysisDecision, str, bool, bool]
-] = [
-    (
+
+@dataclass(frozen=True)
+class Case:
+    """What the metrics show, and what `decide` must answer (the reason must contain `fragment`)."""
+
+    name: str
+    observed: dict[str, Observation]
+    decision: AnalysisDecision
+    fragment: str
+    analysis: ExperimentAnalysis = field(default_factory=analysis)  # a Success and a Guard metric
+    context: Context = field(default_factory=ctx)  # 10 minutes in, 50%, one split
+    stalled: bool = False
+    unavailable: bool = False
+
+
+CASES = [
+    Case(
         "below minSamples is pending, never failed",
-        analysis(),
         {"thumbs-up": FEW, "error-rate": FEW},
-        ctx(),
         AnalysisDecision.PENDING,
         "waiting for 100 samples per arm",
-        False,
-        False,
     ),
-    (
+    Case(
         "no traces yet is pending, with the note",
-        analysis(),
         {
             "thumbs-up": MetricData(rate(0, 0), rate(0, 0), note="MLflow has no experiment 'app' (yet)"),
             "error-rate": EVEN_OK,
         },
-        ctx(),
         AnalysisDecision.PENDING,
         "(MLflow has no experiment 'app' (yet))",
-        False,
-        False,
     ),
-    (
+    Case(
         "guard breached aborts at once",
-        analysis(),
         {"thumbs-up": FEW, "error-rate": ERRORS_BAD},
-        ctx(),
         AnalysisDecision.ABORT,
         "guard breached: error-rate",
-        False,
-        False,
     ),
-    (
+    Case(
         "guard breached aborts even when another source is down",
-        analysis(),
         {"thumbs-up": DOWN, "error-rate": ERRORS_BAD},
-        ctx(),
         AnalysisDecision.ABORT,
         "worse than the threshold +0.02",
-        False,
-        False,
     ),
-    (
+    Case(
         "dead source holds (never promotes)",
-        analysis(),
         {"thumbs-up": FEEDBACK_BETTER, "error-rate": DOWN},
-        ctx(),
         AnalysisDecision.HOLD,
         "connection refused",
-        False,
-        True,
+        unavailable=True,
     ),
-    (
+    Case(
         "broken query holds and stalls",
-        analysis(),
         {"thumbs-up": FEEDBACK_BETTER, "error-rate": BAD_QUERY},
-        ctx(),
         AnalysisDecision.HOLD,
         "bad_data",
-        True,
-        False,
+        stalled=True,
     ),
-    (
+    Case(
         "missing observation holds",
-        analysis(),
         {"thumbs-up": FEEDBACK_BETTER},
-        ctx(),
         AnalysisDecision.HOLD,
         "no data was read",
-        False,
-        True,
+        unavailable=True,
     ),
-    (
+    Case(
         "success significantly better promotes",
-        analysis(),
         {"thumbs-up": FEEDBACK_BETTER, "error-rate": EVEN_OK},
-        ctx(),
         AnalysisDecision.PROMOTE,
         "significantly better",
-        False,
-        False,
     ),
-    (
+    Case(
         "better but a guard leans the wrong way continues",
-        analysis(),
         {"thumbs-up": FEEDBACK_BETTER, "error-rate": ERRORS_LEANING},
-        ctx(),
         AnalysisDecision.CONTINUE,
         "a guard leans the wrong way",
-        False,
-        False,
     ),
-    (
+    Case(
         "success significantly worse aborts",
-        analysis(),
         {"thumbs-up": FEEDBACK_WORSE, "error-rate": EVEN_OK},
-        ctx(),
         AnalysisDecision.ABORT,
         "significantly worse",
-        False,
-        False,
     ),
-    (
+    Case(
         "A/A continues",
-        analysis(),
         {"thumbs-up": FEEDBACK_SAME, "error-rate": EVEN_OK},
-        ctx(),
         AnalysisDecision.CONTINUE,
         "not significant yet",
-        False,
-        False,
     ),
-    (
+    Case(
         "A/A at maxDuration holds by default",
-        analysis(maxDuration="1h"),
         {"thumbs-up": FEEDBACK_SAME, "error-rate": EVEN_OK},
-        ctx(minutes=61),
         AnalysisDecision.HOLD,
         "maxDuration 1h reached without a decision (onInconclusive Hold)",
-        False,
-        False,
+        analysis=analysis(maxDuration="1h"),
+        context=ctx(minutes=61),
     ),
-    (
+    Case(
         "A/A at maxDuration aborts with onInconclusive Abort",
-        analysis(maxDuration="1h", onInconclusive="Abort"),
         {"thumbs-up": FEEDBACK_SAME, "error-rate": EVEN_OK},
-        ctx(minutes=60),
         AnalysisDecision.ABORT,
         "onInconclusive Abort",
-        False,
-        False,
+        analysis=analysis(maxDuration="1h", onInconclusive="Abort"),
+        context=ctx(minutes=60),
     ),
-    (
+    Case(
         "A/A at maxDuration promotes with onInconclusive Promote",
-        analysis(maxDuration="1h", onInconclusive="Promote"),
         {"thumbs-up": FEEDBACK_SAME, "error-rate": EVEN_OK},
-        ctx(minutes=60),
         AnalysisDecision.PROMOTE,
         "onInconclusive Promote",
-        False,
-        False,
+        analysis=analysis(maxDuration="1h", onInconclusive="Promote"),
+        context=ctx(minutes=60),
     ),
-    (
+    Case(
         "onInconclusive Promote holds when a guard leans the wrong way",
-        analysis(maxDuration="1h", onInconclusive="Promote"),
         {"thumbs-up": FEEDBACK_SAME, "error-rate": ERRORS_LEANING},
-        ctx(minutes=60),
         AnalysisDecision.HOLD,
         "a guard leans the wrong way",
-        False,
-        False,
+        analysis=analysis(maxDuration="1h", onInconclusive="Promote"),
+        context=ctx(minutes=60),
     ),
-    (
+    Case(
         "onInconclusive Promote never promotes below minSamples",
-        analysis(maxDuration="1h", onInconclusive="Promote"),
         {"thumbs-up": FEW, "error-rate": FEW},
-        ctx(minutes=60),
         AnalysisDecision.HOLD,
         "too few samples",
-        False,
-        False,
+        analysis=analysis(maxDuration="1h", onInconclusive="Promote"),
+        context=ctx(minutes=60),
     ),
-    (
+    Case(
         "onInconclusive Abort applies below minSamples",
-        analysis(maxDuration="1h", onInconclusive="Abort"),
         {"thumbs-up": FEW, "error-rate": FEW},
-        ctx(minutes=60),
         AnalysisDecision.ABORT,
         "maxDuration 1h reached",
-        False,
-        False,
+        analysis=analysis(maxDuration="1h", onInconclusive="Abort"),
+        context=ctx(minutes=60),
     ),
-    (
+    Case(
         "before maxDuration nothing inconclusive happens",
-        analysis(maxDuration="1h", onInconclusive="Abort"),
         {"thumbs-up": FEEDBACK_SAME, "error-rate": EVEN_OK},
-        ctx(minutes=59),
         AnalysisDecision.CONTINUE,
         "not significant yet",
-        False,
-        False,
+        analysis=analysis(maxDuration="1h", onInconclusive="Abort"),
+        context=ctx(minutes=59),
     ),
-    (
+    Case(
         "sample-ratio mismatch holds before trusting a breach",
-        analysis(),
         {"thumbs-up": FEEDBACK_BETTER, "error-rate": arms(rate(5000, 50), rate(3000, 500))},
-        ctx(weight=50),
         AnalysisDecision.HOLD,
         "sample-ratio mismatch on error-rate",
-        False,
-        False,
+        context=ctx(weight=50),
     ),
-    (
+    Case(
         "sample ratio matching a 10% split is fine",
-        analysis(),
         {
             "thumbs-up": arms(rate(3000, 1500, 9000), rate(1000, 600, 1000)),
             "error-rate": arms(rate(9000, 90), rate(1000, 10)),
         },
-        ctx(weight=10),
         AnalysisDecision.PROMOTE,
         "significantly better",
-        False,
-        False,
+        context=ctx(weight=10),
     ),
-    (
+    Case(
         "sample-ratio check off",
-        analysis(sampleRatioAlpha=0),
         {"thumbs-up": FEEDBACK_SAME, "error-rate": arms(rate(5000, 50), rate(3000, 30))},
-        ctx(weight=50),
         AnalysisDecision.CONTINUE,
         "not significant yet",
-        False,
-        False,
+        analysis=analysis(sampleRatioAlpha=0),
+        context=ctx(weight=50),
     ),
-    (
+    Case(
         "value guard breached (p95 30% slower)",
-        analysis(LATENCY),
         {"p95": arms(ArmData(n=500, value=1.0), ArmData(n=500, value=1.3))},
-        ctx(),
         AnalysisDecision.ABORT,
         "worse by +30.0%, beyond the threshold +20.0%",
-        False,
-        False,
+        analysis=analysis(LATENCY),
     ),
-    (
+    Case(
         "value guard within: guards only continue",
-        analysis(LATENCY),
         {"p95": arms(ArmData(n=500, value=1.0), ArmData(n=500, value=1.1))},
-        ctx(),
         AnalysisDecision.CONTINUE,
         "guards only",
-        False,
-        False,
+        analysis=analysis(LATENCY),
     ),
-    (
+    Case(
         "lower-is-better success metric: lower cost promotes",
-        analysis(
+        {
+            "cost": arms(
+                ArmData(n=2000, summary=Summary(2000, 2000.0, 2400.0)),
+                ArmData(n=2000, summary=Summary(2000, 1700.0, 1750.0)),
+            )
+        },
+        AnalysisDecision.PROMOTE,
+        "significantly better",
+        analysis=analysis(
             {
                 "name": "cost",
                 "role": "Success",
@@ -342,74 +294,42 @@ CASES: list[
                 "prometheus": {**PROM, "statistic": "Mean", "sumOfSquares": "sum(z)"},
             }
         ),
-        {
-            "cost": arms(
-                ArmData(n=2000, summary=Summary(2000, 2000.0, 2400.0)),
-                ArmData(n=2000, summary=Summary(2000, 1700.0, 1750.0)),
-            )
-        },
-        ctx(),
-        AnalysisDecision.PROMOTE,
-        "significantly better",
-        False,
-        False,
     ),
-    (
+    Case(
         "a zero baseline has no relative effect",
-        analysis({**GUARD, "thresholdType": "Relative", "threshold": 0.5}),
         {"error-rate": arms(rate(500, 0), rate(500, 0))},
-        ctx(),
         AnalysisDecision.CONTINUE,
         "baseline mean other than 0",
-        False,
-        False,
+        analysis=analysis({**GUARD, "thresholdType": "Relative", "threshold": 0.5}),
     ),
-    (
+    Case(
         "more splits: alpha is shared (a borderline win is not a promotion)",
-        analysis(),
         {"thumbs-up": arms(rate(3000, 1500, 4000), rate(3000, 1640, 4000)), "error-rate": EVEN_OK},
-        ctx(splits=8),
         AnalysisDecision.CONTINUE,
         "not significant yet",
-        False,
-        False,
+        context=ctx(splits=8),
     ),
-    (
+    Case(
         "the same borderline win with one split promotes",
-        analysis(),
         {"thumbs-up": arms(rate(3000, 1500, 4000), rate(3000, 1640, 4000)), "error-rate": EVEN_OK},
-        ctx(splits=1),
         AnalysisDecision.PROMOTE,
         "significantly better",
-        False,
-        False,
+        context=ctx(splits=1),
     ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("a", "observed", "context", "decision", "fragment", "stalled", "unavailable"),
-    [case[1:] for case in CASES],
-    ids=[case[0] for case in CASES],
-)
-def test_decide(
-    a: ExperimentAnalysis,
-    observed: dict[str, Observation],
-    context: Context,
-    decision: AnalysisDecision,
-    fragment: str,
-    stalled: bool,
-    unavailable: bool,
-) -> None:
-    result = decide(a, observed, context)
-    assert result.decision == decision, result.reason
-    assert fragment in result.reason
-    assert (result.stalled, result.unavailable) == (stalled, unavailable)
-    assert result.status.decision == decision
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_decide(case: Case) -> None:
+    result = decide(case.analysis, case.observed, case.context)
+    assert result.decision == case.decision, result.reason
+    assert case.fragment in result.reason
+    assert (result.stalled, result.unavailable) == (case.stalled, case.unavailable)
+    assert result.status.decision == case.decision
     assert result.status.looks == 1
-    assert result.status.last_analysis_time == context.now.replace(microsecond=0)
-    assert [m.name for m in result.status.metrics] == [m.name for m in a.metrics]
-    assert result.acts == (decision in (AnalysisDecision.PROMOTE, AnalysisDecision.ABORT))
+    assert result.status.last_analysis_time == case.context.now.replace(microsecond=0)
+    assert [m.name for m in result.status.metrics] == [m.name for m in case.analysis.metrics]
+    assert result.acts == (case.decision in (AnalysisDecision.PROMOTE, AnalysisDecision.ABORT))
     # the status carries the numbers and fits the schema
     AnalysisStatus.model_validate(result.status.to_dict())
 

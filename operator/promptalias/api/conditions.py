@@ -13,6 +13,7 @@ alias points somewhere the resource does not say.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final
@@ -190,30 +191,42 @@ def make_condition(
     )
 
 
+@dataclass(frozen=True)
+class KstatusOutcome:
+    """How a pass ended, as its kstatus conditions say it (`kstatus_conditions`); each kind's
+    `Outcome` adds the rest of what its status records."""
+
+    ready: bool
+    reason: str
+    message: str
+    stalled: bool = False
+    reconciling: bool = False
+    reconciling_reason: str | None = None  # None: Progressing
+
+
 def kstatus_conditions(
-    conditions: Sequence[Condition],
-    *,
-    ready: bool,
-    reason: str,
-    message: str,
-    stalled: bool,
-    reconciling: bool,
-    now: datetime,
-    generation: int,
-    reconciling_reason: str = Reason.PROGRESSING,
+    conditions: Sequence[Condition], outcome: KstatusOutcome, *, now: datetime, generation: int
 ) -> list[Condition]:
-    """Ready always; Stalled and Reconciling present only while True (kstatus semantics)."""
+    """`conditions` after `outcome`: Ready always; Stalled and Reconciling present only while True
+    (kstatus semantics); other types (Drifted) kept as they were."""
     result = set_condition(
         conditions,
-        make_condition(ConditionType.READY, ready, reason, message, now=now, generation=generation),
+        make_condition(
+            ConditionType.READY,
+            outcome.ready,
+            outcome.reason,
+            outcome.message,
+            now=now,
+            generation=generation,
+        ),
     )
     for type_, active, why in (
-        (ConditionType.STALLED, stalled, reason),
-        (ConditionType.RECONCILING, reconciling, reconciling_reason),
+        (ConditionType.STALLED, outcome.stalled, outcome.reason),
+        (ConditionType.RECONCILING, outcome.reconciling, outcome.reconciling_reason or Reason.PROGRESSING),
     ):
         if active:
             result = set_condition(
-                result, make_condition(type_, True, why, message, now=now, generation=generation)
+                result, make_condition(type_, True, why, outcome.message, now=now, generation=generation)
             )
         else:
             result = remove_condition(result, type_)

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from promptalias.api.schema import crd_document
+
 KOPF_GROUP: Final = "kopf.dev"
 DEFAULT_PEERING_NAME: Final = "promptalias"
 
 
 def _crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{plural}.{KOPF_GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "promptalias"},
-        },
-        "spec": {
+    return crd_document(
+        KOPF_GROUP,
+        plural,
+        {
             "group": KOPF_GROUP,
             "scope": scope,
             "names": {"kind": kind, "plural": plural, "singular": plural[:-1]},
@@ -41,7 +39,7 @@ def _crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
                 }
             ],
         },
-    }
+    )
 
 
 def peering_crds() -> dict[str, dict[str, Any]]:

@@ -258,17 +258,19 @@ def build_crd(resource: type[Resource]) -> dict[str, Any]:
         version["additionalPrinterColumns"] = [column.to_crd() for column in resource.PRINTER_COLUMNS]
     if resource.SELECTABLE_FIELDS:
         version["selectableFields"] = [{"jsonPath": path} for path in resource.SELECTABLE_FIELDS]
+    return crd_document(
+        GROUP,
+        resource.PLURAL,
+        {"group": GROUP, "names": names, "scope": resource.SCOPE, "versions": [version]},
+    )
+
+
+def crd_document(group: str, plural: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The CustomResourceDefinition `<plural>.<group>` with this spec, labelled part of promptalias
+    (ours and the kopf peering CRDs shipped with them)."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{resource.PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "promptalias"},
-        },
-        "spec": {
-            "group": GROUP,
-            "names": names,
-            "scope": resource.SCOPE,
-            "versions": [version],
-        },
+        "metadata": {"name": f"{plural}.{group}", "labels": {"app.kubernetes.io/part-of": "promptalias"}},
+        "spec": spec,
     }

@@ -57,14 +57,9 @@ def _repo() -> Path:
 
 
 def _kubectl(state: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    result = subprocess.run(
-        [state["kubectl"], f"--kubeconfig={state['kubeconfig']}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    from promptalias.testbed.kubectl import run_kubectl
+
+    result = run_kubectl(state["kubectl"], state["kubeconfig"], *args, stdin=stdin)
     if result.returncode != 0:
         raise SystemExit(f"error: kubectl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from promptalias.api.conditions import (
     ConditionType,
+    KstatusOutcome,
     Reason,
     find_condition,
     kstatus_conditions,
@@ -95,6 +96,11 @@ def _entry(
     )
 
 
+def _observed(version: int | None, previous: int | None, now: datetime, message: str) -> HistoryEntry:
+    """A move made in MLflow, outside Git, that the operator only saw."""
+    return _entry(version, previous, HistoryReason.OBSERVED, now, MLFLOW_ACTOR, message)
+
+
 def plan_alias(
     spec: PromptAliasSpec,
     status: PromptAliasStatus,
@@ -116,18 +122,25 @@ def plan_alias(
     pending write was carried out, even though the alias is elsewhere now.
     """
     status, recovered = recover_pending_move(status, current, landed=pending_landed)
-    plan = _plan(
-        spec,
-        status,
-        generation=generation,
-        current=current,
-        owner_mark=owner_mark,
-        me=me,
-        now=now,
-        spec_actor=spec_actor,
-        rollback_to=rollback_to,
-        takeover=takeover,
-    )
+    if spec.version is None:
+        plan = _plan_follow(
+            spec, status, current=current, owner_mark=owner_mark, me=me, now=now, rollback_to=rollback_to
+        )
+    else:
+        # An explicit, audited takeover claims the alias from the owner its MLflow tag names.
+        taking_over = takeover and owner_mark is not None and owner_mark != me
+        plan = _plan_pinned(
+            spec,
+            status,
+            generation=generation,
+            current=current,
+            owner_mark=None if taking_over else owner_mark,
+            me=me,
+            now=now,
+            spec_actor=spec_actor,
+        )
+        if taking_over:
+            plan = replace(plan, claim=True, took_over=f"took over alias {spec.alias!r} from {owner_mark}")
     if recovered is not None:
         plan = replace(plan, prior=(recovered, *plan.prior))
     return plan
@@ -175,48 +188,6 @@ def intend(status: PromptAliasStatus, plan: AliasPlan, *, spec: PromptAliasSpec)
         recorded = _record(recorded, entry)
     return recorded.model_copy(
         update={"history": recorded.history[-spec.history_limit :], "pending_move": plan.history}
-    )
-
-
-def _plan(
-    spec: PromptAliasSpec,
-    status: PromptAliasStatus,
-    *,
-    generation: int,
-    current: int | None,
-    owner_mark: Owner | None,
-    me: Owner,
-    now: datetime,
-    spec_actor: str | None,
-    rollback_to: int | None,
-    takeover: bool,
-) -> AliasPlan:
-    if spec.version is None:
-        return _plan_follow(
-            spec, status, current=current, owner_mark=owner_mark, me=me, now=now, rollback_to=rollback_to
-        )
-    if takeover and spec.version is not None and owner_mark is not None and owner_mark != me:
-        # An explicit, audited takeover: claim the alias from its previous owner.
-        plan = _plan_pinned(
-            spec,
-            status,
-            generation=generation,
-            current=current,
-            owner_mark=None,
-            me=me,
-            now=now,
-            spec_actor=spec_actor,
-        )
-        return replace(plan, claim=True, took_over=f"took over alias {spec.alias!r} from {owner_mark}")
-    return _plan_pinned(
-        spec,
-        status,
-        generation=generation,
-        current=current,
-        owner_mark=owner_mark,
-        me=me,
-        now=now,
-        spec_actor=spec_actor,
     )
 
 
@@ -270,12 +241,10 @@ def _plan_pinned(
     if seen_before and spec.drift_policy == DriftPolicy.REPORT:
         history = None
         if current is not None and known != current:
-            history = _entry(
+            history = _observed(
                 current,
                 known,
-                HistoryReason.OBSERVED,
                 now,
-                MLFLOW_ACTOR,
                 f"alias moved outside Git to version {current}; driftPolicy Report leaves it there",
             )
         return AliasPlan(
@@ -334,9 +303,8 @@ def _outside_move(known: int | None, current: int | None, now: datetime) -> tupl
     if known is None or known == current:
         return ()
     if current is None:
-        return (_entry(None, known, HistoryReason.OBSERVED, now, MLFLOW_ACTOR, "alias deleted outside Git"),)
-    message = f"alias moved outside Git from version {known} to {current}"
-    return (_entry(current, known, HistoryReason.OBSERVED, now, MLFLOW_ACTOR, message),)
+        return (_observed(None, known, now, "alias deleted outside Git"),)
+    return (_observed(current, known, now, f"alias moved outside Git from version {known} to {current}"),)
 
 
 def _applied_reason(desired: int, status: PromptAliasStatus) -> HistoryReason:
@@ -369,14 +337,7 @@ def _plan_follow(
         seen: tuple[HistoryEntry, ...] = ()
         if known is not None and known != current:
             seen = (
-                _entry(
-                    current,
-                    known,
-                    HistoryReason.OBSERVED,
-                    now,
-                    MLFLOW_ACTOR,
-                    f"alias moved in MLflow to version {current} (was {known})",
-                ),
+                _observed(current, known, now, f"alias moved in MLflow to version {current} (was {known})"),
             )
         return AliasPlan(
             write_version=rollback_to,
@@ -398,7 +359,7 @@ def _plan_follow(
         deletion_recorded = last is not None and last.version is None
         gone = None
         if known is not None and not deletion_recorded:
-            gone = _entry(None, known, HistoryReason.OBSERVED, now, MLFLOW_ACTOR, "alias deleted in MLflow")
+            gone = _observed(None, known, now, "alias deleted in MLflow")
         return AliasPlan(
             release=release,
             resolved_version=known,
@@ -411,14 +372,8 @@ def _plan_follow(
     previous = status.previous_version
     if known != current:
         previous = known
-        history = _entry(
-            current,
-            known,
-            HistoryReason.OBSERVED,
-            now,
-            MLFLOW_ACTOR,
-            f"alias moved in MLflow to version {current}" + (f" (was {known})" if known is not None else ""),
-        )
+        was = f" (was {known})" if known is not None else ""
+        history = _observed(current, known, now, f"alias moved in MLflow to version {current}{was}")
     return AliasPlan(
         release=release, resolved_version=current, previous_version=previous, history=history, refused=refused
     )
@@ -447,14 +402,10 @@ def policy_violation(required: Mapping[str, str] | None, tags: Mapping[str, str]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(KstatusOutcome):
     """How a reconcile attempt ended; `settle` turns it into the next status."""
 
-    ready: bool
     reason: Reason
-    message: str
-    stalled: bool = False
-    reconciling: bool = False
     drifted: bool | None = None  # None: leave the Drifted condition as it was
     resolved_version: int | None = None
     previous_version: int | None = None
@@ -478,16 +429,7 @@ def settle(
     now: datetime,
 ) -> PromptAliasStatus:
     """The next status: conditions with kstatus semantics, resolution fields and bounded history."""
-    conditions = kstatus_conditions(
-        status.conditions,
-        ready=outcome.ready,
-        reason=outcome.reason,
-        message=outcome.message,
-        stalled=outcome.stalled,
-        reconciling=outcome.reconciling,
-        now=now,
-        generation=generation,
-    )
+    conditions = kstatus_conditions(status.conditions, outcome, now=now, generation=generation)
     if outcome.drifted is not None:
         drift_message = (
             f"the MLflow alias points at version {outcome.resolved_version}, not spec.version {spec.version}"
@@ -543,28 +485,18 @@ def settled_from_plan(
 ) -> Outcome:
     """The outcome of a plan whose writes all succeeded."""
     if plan.alias_missing:
-        return Outcome(
+        kept = f"; pods keep version {plan.resolved_version}" if plan.resolved_version is not None else ""
+        outcome = Outcome(
             ready=False,
             reason=Reason.ALIAS_NOT_FOUND,
             message=(
                 f"alias {spec.alias!r} of prompt {spec.prompt!r} does not exist in MLflow; the operator "
-                "follows it and never creates it (set it in MLflow, or set spec.version)"
-                + (
-                    f"; pods keep version {plan.resolved_version}"
-                    if plan.resolved_version is not None
-                    else ""
-                )
+                f"follows it and never creates it (set it in MLflow, or set spec.version){kept}"
             ),
-            resolved_version=plan.resolved_version,
-            previous_version=plan.previous_version,
-            history=plan.history,
-            prior=plan.prior,
-            template_digest=digest,
-            config_map=config_map,
         )
-    if plan.drifted:
+    elif plan.drifted:
         where = f"version {plan.resolved_version}" if plan.resolved_version is not None else "nothing"
-        return Outcome(
+        outcome = Outcome(
             ready=False,
             reason=Reason.DRIFT_DETECTED,
             message=(
@@ -572,33 +504,31 @@ def settled_from_plan(
                 "Report, so it is left there"
             ),
             drifted=True,
-            resolved_version=plan.resolved_version,
-            previous_version=plan.previous_version,
-            history=plan.history,
-            prior=plan.prior,
             applied_version=spec.version,
-            template_digest=digest,
-            config_map=config_map,
             synced=True,
         )
-    following = spec.version is None
-    message = (
-        f"following MLflow: {spec.uri} is version {plan.resolved_version}"
-        if following
-        else f"{spec.uri} points at version {plan.resolved_version}"
-    )
-    return Outcome(
-        ready=True,
-        reason=Reason.SYNCED,
-        message=message,
-        drifted=None if following else False,
+    else:
+        following = spec.version is None
+        outcome = Outcome(
+            ready=True,
+            reason=Reason.SYNCED,
+            message=(
+                f"following MLflow: {spec.uri} is version {plan.resolved_version}"
+                if following
+                else f"{spec.uri} points at version {plan.resolved_version}"
+            ),
+            drifted=None if following else False,
+            applied_version=spec.version,
+            owner=owner,
+            synced=True,
+        )
+    # Whatever the verdict, the status records where the plan left the alias and its projection.
+    return replace(
+        outcome,
         resolved_version=plan.resolved_version,
         previous_version=plan.previous_version,
         history=plan.history,
         prior=plan.prior,
-        applied_version=spec.version,
         template_digest=digest,
         config_map=config_map,
-        owner=owner,
-        synced=True,
     )

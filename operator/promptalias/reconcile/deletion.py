@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from promptalias.api.conditions import Condition, Reason, kstatus_conditions
+from promptalias.api.conditions import Condition, KstatusOutcome, Reason, kstatus_conditions
 from promptalias.reconcile.backoff import backoff
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.timestamps import parse_timestamp
@@ -101,17 +101,14 @@ def deleting_conditions(
     """The conditions while a finalizer retries: Ready=False and Reconciling=True with reason
     Deleting, Stalled removed (the trouble is transient), other types (Drifted) kept as they were."""
     message = f"deleting: {problem} (attempt {retry + 1}); to skip MLflow: annotate {ABANDON_ANNOTATION}=true"
-    return kstatus_conditions(
-        conditions,
+    deleting = KstatusOutcome(
         ready=False,
         reason=Reason.DELETING,
         message=message,
-        stalled=False,
         reconciling=True,
         reconciling_reason=Reason.DELETING,
-        now=now,
-        generation=generation,
     )
+    return kstatus_conditions(conditions, deleting, now=now, generation=generation)
 
 
 __all__ = [

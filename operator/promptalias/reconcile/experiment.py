@@ -152,6 +152,14 @@ class Progress:
         """Whether the baseline's projection carries the split."""
         return self.phase is not None and not self.terminal and not (self.step is None and self.weight == 0)
 
+    def entry(
+        self, reason: HistoryReason, now: datetime, message: str, actor: str | None = None
+    ) -> ExperimentHistoryEntry:
+        """A history entry at this split (its phase, weight and step)."""
+        return split_entry(
+            reason, now, phase=self.phase, weight=self.weight, step=self.step, message=message, actor=actor
+        )
+
 
 def _seconds(now: datetime) -> datetime:
     return now.replace(microsecond=0)

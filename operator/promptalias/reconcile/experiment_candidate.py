@@ -32,7 +32,6 @@ from promptalias.reconcile.experiment import (
     ExperimentReason,
     HistoryReason,
     Progress,
-    split_entry,
 )
 from promptalias.reconcile.gitops import gitops_manager
 from promptalias.reconcile.managed_fields import version_actor
@@ -190,15 +189,8 @@ def candidate_set_entry(
     progress: Progress, now: datetime, alias: str, version: int, previous: int | None
 ) -> ExperimentHistoryEntry:
     moved = f"from version {previous} " if previous is not None else ""
-    return split_entry(
-        HistoryReason.CANDIDATE_SET,
-        now,
-        phase=progress.phase,
-        weight=progress.weight,
-        step=progress.step,
-        actor=OPERATOR_ACTOR,
-        message=f"MLflow alias {alias} moved {moved}to version {version}",
-    )
+    message = f"MLflow alias {alias} moved {moved}to version {version}"
+    return progress.entry(HistoryReason.CANDIDATE_SET, now, message, OPERATOR_ACTOR)
 
 
 # ---- the split in the baseline's projection ---------------------------------------------------

@@ -29,7 +29,6 @@ from promptalias.reconcile.experiment import (
     ExperimentReason,
     HistoryReason,
     Progress,
-    split_entry,
 )
 from promptalias.reconcile.experiment_status import ready_message, reconciling_reason
 from promptalias.reconcile.ownership import Owner
@@ -71,36 +70,23 @@ def promoted(
     progress: Progress, now: datetime, baseline: Baseline, version: int, actor: str | None
 ) -> Progress:
     """The progress once the baseline serves the candidate version: Promoted, weight 0."""
-    entry = split_entry(
-        HistoryReason.PROMOTED,
-        now,
+    done = Progress(
         phase=ExperimentPhase.PROMOTED,
         weight=0,
         step=progress.step,
-        actor=actor,
-        message=f"promoted: {baseline.alias} now points at version {version}",
-    )
-    return Progress(
-        phase=ExperimentPhase.PROMOTED,
-        weight=0,
-        step=progress.step,
-        history=(*progress.history, entry),
         consumed=progress.consumed | {PROMOTE_ANNOTATION, RESUME_ANNOTATION},
     )
+    entry = done.entry(
+        HistoryReason.PROMOTED, now, f"promoted: {baseline.alias} now points at version {version}", actor
+    )
+    return replace(done, history=(*progress.history, entry))
 
 
 def promotion_requested_entry(
     progress: Progress, now: datetime, baseline: Baseline, version: int, actor: str | None, how: str
 ) -> ExperimentHistoryEntry:
-    return split_entry(
-        HistoryReason.PROMOTION_REQUESTED,
-        now,
-        phase=progress.phase,
-        weight=progress.weight,
-        step=progress.step,
-        actor=actor,
-        message=f"promotion of version {version} to {baseline.alias} requested: {how}"[:1024],
-    )
+    message = f"promotion of version {version} to {baseline.alias} requested: {how}"
+    return progress.entry(HistoryReason.PROMOTION_REQUESTED, now, message, actor)
 
 
 def git_change(namespace: str, baseline: str, version: int, manager: str) -> str:

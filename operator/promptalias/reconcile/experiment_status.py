@@ -15,6 +15,7 @@ from typing import Any
 from promptalias.api.conditions import (
     ConditionStatus,
     ConditionType,
+    KstatusOutcome,
     Reason,
     find_condition,
     kstatus_conditions,
@@ -30,15 +31,9 @@ from promptalias.reconcile.experiment import Blocked, Progress
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(KstatusOutcome):
     """How the pass ended; `settle` turns it (and the progress) into the next status."""
 
-    ready: bool
-    reason: str
-    message: str
-    stalled: bool = False
-    reconciling: bool = False
-    reconciling_reason: str | None = None
     keep_progress: bool = False  # a failure before anything took effect: keep phase/weight/step
     extra_history: tuple[ExperimentHistoryEntry, ...] = field(default_factory=tuple)
 
@@ -64,17 +59,7 @@ def settle(
 ) -> PromptExperimentStatus:
     """The next status: kstatus conditions (Ready; Reconciling and Stalled only while True), the
     split, and the history (bounded, oldest dropped)."""
-    conditions = kstatus_conditions(
-        status.conditions,
-        ready=outcome.ready,
-        reason=outcome.reason,
-        message=outcome.message,
-        stalled=outcome.stalled,
-        reconciling=outcome.reconciling,
-        reconciling_reason=outcome.reconciling_reason or str(Reason.PROGRESSING),
-        now=now,
-        generation=generation,
-    )
+    conditions = kstatus_conditions(status.conditions, outcome, now=now, generation=generation)
     update: dict[str, Any] = {"observed_generation": generation, "conditions": conditions}
     history = list(status.history)
     if not outcome.keep_progress:

@@ -14,8 +14,9 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -43,6 +44,7 @@ from promptalias.registry.models import (
 )
 
 log = logging.getLogger(__name__)
+_Item = TypeVar("_Item")  # what one search returns a list of (prompts, versions)
 
 API = "/api/2.0/mlflow"
 WORKSPACE_HEADER = "X-MLFLOW-WORKSPACE"  # mlflow.utils.workspace_utils.WORKSPACE_HEADER_NAME
@@ -243,20 +245,9 @@ class MlflowRegistry:
         one GET registered-models/search per 1000 prompts."""
         call = self._call("search prompts")
         flt = _PROMPT_FILTER if not filter_string else f"{_PROMPT_FILTER} AND {filter_string}"
-        found: list[PromptState] = []
-        token: str | None = None
-        seen: set[str] = set()
-        for _page in range(MAX_PAGES):
-            if len(found) >= limit:
-                break
-            query = {"filter": flt, "max_results": str(min(_SEARCH_PAGE, limit - len(found)))}
-            if token:
-                query["page_token"] = token
-            data = await self._json("GET", f"{API}/registered-models/search", call, query=query)
-            found.extend(parse_prompt(item, call) for item in data.get("registered_models") or [])
-            token = _next_token(data, seen, call)
-            if token is None:
-                break
+        found = await self._search(
+            "registered-models/search", "registered_models", parse_prompt, call, flt, limit=limit
+        )
         return found[:limit]
 
     async def list_versions(self, name: str) -> list[PromptVersion]:
@@ -264,28 +255,47 @@ class MlflowRegistry:
         versions; fills the version cache. A missing prompt (or a plain model) gives []."""
         call = self._call("list versions", prompt=name)
         flt = f"name = '{_quote_filter(name)}' AND {_VERSION_FILTER_TAG}"
-        versions: list[PromptVersion] = []
-        token: str | None = None
-        seen: set[str] = set()
-        for _page in range(MAX_PAGES):
-            query = {"filter": flt, "max_results": str(_SEARCH_PAGE)}
-            if token:
-                query["page_token"] = token
-            data = await self._json("GET", f"{API}/model-versions/search", call, query=query)
-            versions.extend(parse_version(item, call) for item in data.get("model_versions") or [])
-            token = _next_token(data, seen, call)
-            if token is None:
-                break
-        else:
-            raise RegistryProtocolError(
-                f"MLflow at {call.uri} kept paging {call.op}{call.subject()} past {MAX_PAGES * _SEARCH_PAGE} "
-                "versions: refusing to read more"
-            )
+        versions = await self._search("model-versions/search", "model_versions", parse_version, call, flt)
         for v in versions:
             self.cache.put(self._key(name, v.version), v)
         return sorted(versions, key=lambda v: v.version)
 
     # ---- internals ---------------------------------------------------------------------------
+
+    async def _search(
+        self,
+        path: str,
+        items_key: str,
+        parse: Callable[[Any, Call], _Item],
+        call: Call,
+        flt: str,
+        *,
+        limit: int | None = None,
+    ) -> list[_Item]:
+        """The items of one MLflow search, page by page: up to `limit`, or (None) all of them, when
+        more than MAX_PAGES pages is an error rather than a silent cut."""
+        found: list[_Item] = []
+        token: str | None = None
+        seen: set[str] = set()
+        for _page in range(MAX_PAGES):
+            size = _SEARCH_PAGE if limit is None else min(_SEARCH_PAGE, limit - len(found))
+            if size <= 0:
+                return found
+            query = {"filter": flt, "max_results": str(size)}
+            if token:
+                query["page_token"] = token
+            data = await self._json("GET", f"{API}/{path}", call, query=query)
+            found.extend(parse(item, call) for item in data.get(items_key) or [])
+            token = _next_token(data, seen, call)
+            if token is None:
+                return found
+        if limit is not None:
+            return found
+        # Only list_versions asks for everything: a cut would silently lose versions.
+        raise RegistryProtocolError(
+            f"MLflow at {call.uri} kept paging {call.op}{call.subject()} past {MAX_PAGES * _SEARCH_PAGE} "
+            "versions: refusing to read more"
+        )
 
     async def _fetch_version(self, name: str, version: int) -> PromptVersion:
         call = self._call("get version", prompt=name, version=version)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 # Longest piece of a server's own error text quoted in our messages.
 _QUOTE_LIMIT = 300
@@ -135,11 +135,11 @@ def parse_error_body(body: bytes) -> tuple[str | None, str]:
 
 
 def prompt_not_found(call: Call) -> PromptNotFound:
-    return PromptNotFound(
-        f"prompt {call.prompt!r} does not exist in MLflow at {call.uri}"
-        f"{_in_workspace(call)}: register it (mlflow.genai.register_prompt) or fix the prompt name",
-        status=404,
-        error_code="RESOURCE_DOES_NOT_EXIST",
+    return _missing(
+        PromptNotFound,
+        call,
+        f"prompt {call.prompt!r} does not exist",
+        "register it (mlflow.genai.register_prompt) or fix the prompt name",
     )
 
 
@@ -152,26 +152,45 @@ def not_a_prompt(call: Call) -> NotAPrompt:
 
 
 def version_not_found(call: Call, *, prompt_may_be_missing: bool = False) -> VersionNotFound:
-    maybe = " (or the prompt itself does not exist)" if prompt_may_be_missing else ""
-    return VersionNotFound(
-        f"version {call.version} of prompt {call.prompt!r} does not exist in MLflow at {call.uri}"
-        f"{_in_workspace(call)}{maybe}: register that version or pick an existing one",
-        status=404,
-        error_code="RESOURCE_DOES_NOT_EXIST",
+    return _missing(
+        VersionNotFound,
+        call,
+        f"version {call.version} of prompt {call.prompt!r} does not exist",
+        "register that version or pick an existing one",
+        aside=" (or the prompt itself does not exist)" if prompt_may_be_missing else "",
     )
 
 
 def alias_not_found(call: Call) -> AliasNotFound:
-    return AliasNotFound(
-        f"prompt {call.prompt!r} has no alias {call.alias!r} in MLflow at {call.uri}"
-        f"{_in_workspace(call)}: set the alias first or fix the alias name",
+    # MLflow answers a missing alias with 400 INVALID_PARAMETER_VALUE, not a 404.
+    return _missing(
+        AliasNotFound,
+        call,
+        f"prompt {call.prompt!r} has no alias {call.alias!r}",
+        "set the alias first or fix the alias name",
         status=400,
         error_code="INVALID_PARAMETER_VALUE",
     )
 
 
-def _in_workspace(call: Call) -> str:
-    return f" (workspace {call.workspace!r})" if call.workspace else ""
+_Missing = TypeVar("_Missing", bound=RegistryError)
+
+
+def _missing(
+    error: type[_Missing],
+    call: Call,
+    what: str,
+    remedy: str,
+    *,
+    aside: str = "",
+    status: int = 404,
+    error_code: str = "RESOURCE_DOES_NOT_EXIST",
+) -> _Missing:
+    """`what` is missing in the MLflow (and workspace) the call went to; `remedy` says what to do."""
+    workspace = f" (workspace {call.workspace!r})" if call.workspace else ""
+    return error(
+        f"{what} in MLflow at {call.uri}{workspace}{aside}: {remedy}", status=status, error_code=error_code
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:

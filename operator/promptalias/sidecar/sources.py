@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 
@@ -35,30 +34,25 @@ def configmap_watches(
     read_grace: float,
 ) -> list[ConfigMapWatch]:
     """One watch per named ConfigMap (RBAC by resourceNames), else one label-selected watch."""
-    common: dict[str, Any] = {"timeout_seconds": timeout_seconds, "read_grace": read_grace}
-    if names:
-        return [
-            ConfigMapWatch(
-                session,
-                connection,
-                namespace,
-                handler,
-                field_selector=f"metadata.name={name}",
-                name=f"configmap/{name}",
-                **common,
-            )
-            for name in names
-        ]
+    # (field selector, label selector, the watch's name in logs and /healthz)
+    scopes: list[tuple[str | None, str | None, str]] = (
+        [(f"metadata.name={name}", None, f"configmap/{name}") for name in names]
+        if names
+        else [(None, selector or None, f"configmaps[{selector}]" if selector else "configmaps")]
+    )
     return [
         ConfigMapWatch(
             session,
             connection,
             namespace,
             handler,
-            label_selector=selector or None,
-            name=f"configmaps[{selector}]" if selector else "configmaps",
-            **common,
+            field_selector=field_selector,
+            label_selector=label_selector,
+            name=watch_name,
+            timeout_seconds=timeout_seconds,
+            read_grace=read_grace,
         )
+        for field_selector, label_selector, watch_name in scopes
     ]
 
 

@@ -21,6 +21,7 @@ from promptalias.testbed.build import K8S_VERSION, ensure_binaries
 from promptalias.testbed.controlplane import ControlPlane
 from promptalias.testbed.errors import TestbedError
 from promptalias.testbed.images import NodeImages, ensure_images
+from promptalias.testbed.kubectl import run_kubectl
 from promptalias.testbed.mlflowserver import MlflowServer
 from promptalias.testbed.node import NODE_IP, NODE_NAME, Node, claim_node, cleanup_node, ensure_host_packages
 from promptalias.testbed.nodebuild import NodeBinaries, ensure_node_binaries
@@ -234,14 +235,7 @@ class Testbed:
         self, *args: str, check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run the testbed's own kubectl (same release as the server: no version skew)."""
-        result = subprocess.run(
-            [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = run_kubectl(self.kubectl_path, self.kubeconfig, *args, stdin=stdin)
         if check and result.returncode != 0:
             raise TestbedError(f"kubectl {' '.join(args)}", result.stderr.strip() or result.stdout.strip())
         return result

@@ -53,25 +53,27 @@ class Pki:
     sa_pub = property(lambda self: self.dir / "sa.pub")
 
 
-def _sign(
-    ca_key: ec.EllipticCurvePrivateKey,
-    ca_name: x509.Name,
+def _certificate(
+    signer: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
     subject: x509.Name,
     key: ec.EllipticCurvePrivateKey,
     *,
-    server: bool,
+    ca: bool = False,
+    server: bool = False,
     sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
+    """A certificate for `key` signed by `signer`: the CA (self-signed), or a server or client leaf."""
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(ca_name)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -79,57 +81,29 @@ def _sign(
                 content_commitment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
                 encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
         )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
     )
+    if not ca:
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(ca_key, hashes.SHA256())
+    return builder.sign(signer, hashes.SHA256())
 
 
 def write_pki(directory: Path, extra_ips: list[str] | None = None) -> Pki:
     """Create a CA and every certificate and key the control plane needs, in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
-    now = dt.datetime.now(dt.UTC)
     ca_key = _key()
     ca_name = _name("promptalias-testbed-ca")
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca = _certificate(ca_key, ca_name, ca_name, ca_key, ca=True)
     pki.ca_key.write_bytes(_pem_key(ca_key))
     pki.ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
@@ -149,7 +123,7 @@ def write_pki(directory: Path, extra_ips: list[str] | None = None) -> Pki:
         (pki.kcm_crt, pki.kcm_key, _name("system:kube-controller-manager"), False, None),
     ):
         key = _key()
-        cert = _sign(ca_key, ca_name, subject, key, server=server, sans=names)
+        cert = _certificate(ca_key, ca_name, subject, key, server=server, sans=names)
         key_path.write_bytes(_pem_key(key))
         crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 

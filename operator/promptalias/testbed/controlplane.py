@@ -11,6 +11,7 @@ import json
 import ssl
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from promptalias.testbed.build import Binaries
 from promptalias.testbed.certs import Pki, write_pki
 from promptalias.testbed.errors import TestbedError
 from promptalias.testbed.ports import LOOPBACK, free_port
-from promptalias.testbed.procs import Server
+from promptalias.testbed.procs import Server, http_ok
 from promptalias.testbed.progress import say
 
 SERVICE_CIDR = "10.0.0.0/24"
@@ -94,10 +95,23 @@ class ControlPlane:
         self._start_controller_manager(pki)
         self._wait_for_default_service_account()
 
+    def _run(
+        self, name: str, argv: list[str], ready: Callable[[], bool], timeout_s: float, remedy: str
+    ) -> None:
+        """Start one component (log in logs/<name>.log, stopped by `stop`) and wait until `ready`."""
+        server = Server(name, argv, self.run_dir / "logs" / f"{name}.log", tied=self.tied)
+        self.servers.append(server)
+        server.run(ready, timeout_s, remedy)
+
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
         self.etcd_url = f"http://{LOOPBACK}:{client}"
-        etcd = Server(
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(self.etcd_url + "/health", timeout=1) as response:  # noqa: S310
+                return bool(json.loads(response.read()).get("health") == "true")
+
+        self._run(
             "etcd",
             [
                 str(self.binaries.etcd),
@@ -111,21 +125,14 @@ class ControlPlane:
                 "--unsafe-no-fsync=true",  # tmpfs already; a test cluster trades durability for speed
                 "--log-level=warn",
             ],
-            self.run_dir / "logs" / "etcd.log",
-            tied=self.tied,
+            healthy,
+            30,
+            "check that /dev/shm is writable and the etcd binary runs",
         )
-        etcd.start()
-        self.servers.append(etcd)
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(self.etcd_url + "/health", timeout=1) as response:  # noqa: S310
-                return bool(json.loads(response.read()).get("health") == "true")
-
-        etcd.wait_ready(healthy, 30, "check that /dev/shm is writable and the etcd binary runs")
 
     def _start_apiserver(self, pki: Pki) -> None:
         self.apiserver_port = free_port()
-        apiserver = Server(
+        self._run(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
@@ -151,16 +158,10 @@ class ControlPlane:
                 "--profiling=false",
                 "--v=1",
             ],
-            self.run_dir / "logs" / "kube-apiserver.log",
-            tied=self.tied,
+            lambda: self.get("/readyz")[0] == 200,
+            90,
+            "see the apiserver log above; is etcd healthy?",
         )
-        apiserver.start()
-        self.servers.append(apiserver)
-
-        def ready() -> bool:
-            return self.get("/readyz")[0] == 200
-
-        apiserver.wait_ready(ready, 90, "see the apiserver log above; is etcd healthy?")
 
     def _start_controller_manager(self, pki: Pki) -> None:
         kcm_config = self.run_dir / "kcm.kubeconfig"
@@ -168,7 +169,10 @@ class ControlPlane:
             _kubeconfig(self.url, pki.ca_crt, pki.kcm_crt, pki.kcm_key, "system:kube-controller-manager")
         )
         port = free_port()
-        kcm = Server(
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # KCM serves a self-signed cert on loopback
+        self._run(
             "kube-controller-manager",
             [
                 str(self.binaries.kube_controller_manager),
@@ -185,21 +189,10 @@ class ControlPlane:
                 "--controllers=*",
                 "--v=1",
             ],
-            self.run_dir / "logs" / "kube-controller-manager.log",
-            tied=self.tied,
+            http_ok(f"https://{LOOPBACK}:{port}/healthz", insecure),
+            60,
+            "see the controller-manager log above",
         )
-        kcm.start()
-        self.servers.append(kcm)
-        insecure = ssl.create_default_context()
-        insecure.check_hostname = False
-        insecure.verify_mode = ssl.CERT_NONE  # KCM serves a self-signed cert on loopback
-
-        def healthy() -> bool:
-            url = f"https://{LOOPBACK}:{port}/healthz"
-            with urllib.request.urlopen(url, context=insecure, timeout=1) as response:
-                return bool(response.status == 200)
-
-        kcm.wait_ready(healthy, 60, "see the controller-manager log above")
 
     def _wait_for_default_service_account(self, timeout_s: float = 60) -> None:
         """Proves the controller manager is really working, not just listening."""

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,15 @@ def _buildah(*args: str, log: Path, cwd: Path | None = None) -> str:
     return result.stdout
 
 
+def _bud(context: Path, tag: str, log: Path, *options: str) -> None:
+    """Build the Containerfile/Dockerfile in `context` as `tag` (chroot isolation: no daemon).
+
+    No --layers: with vfs every cached layer is a full copy of the rootfs (~0.9 GB per metadata-only
+    step); the archive cache (`_built_once`) already skips unchanged builds.
+    """
+    _buildah("bud", "--isolation=chroot", *options, "-t", tag, ".", log=log, cwd=context)
+
+
 def _host_trust() -> list[str]:
     """Let RUN steps use the host's pip config and CA bundle (a TLS-intercepting proxy's CA, say)
     as build-time mounts: they are not committed into the image."""
@@ -130,10 +140,10 @@ def _cached(key: str, stem: str) -> BuiltImage | None:
     return BuiltImage(meta["name"], archive, meta["sizeBytes"], meta["buildSeconds"], cached=True)
 
 
-def _export(image: str, name: str, key: str, stem: str, started: float, log: Path) -> BuiltImage:
+def _export(name: str, key: str, stem: str, started: float, log: Path) -> BuiltImage:
     archive = images_dir() / f"{stem}-{key}.tar"
     archive.unlink(missing_ok=True)
-    _buildah("push", image, f"docker-archive:{archive}:{name}", log=log)
+    _buildah("push", name, f"docker-archive:{archive}:{name}", log=log)
     # a docker-archive holds the layers uncompressed: its size is the image's size on the node
     built = BuiltImage(name, archive, archive.stat().st_size, round(time.monotonic() - started, 1), False)
     meta = {
@@ -145,6 +155,17 @@ def _export(image: str, name: str, key: str, stem: str, started: float, log: Pat
     }
     (images_dir() / f"{stem}-{key}.json").write_text(json.dumps(meta, indent=2))
     return built
+
+
+def _built_once(name: str, key: str, stem: str, build: Callable[[Path], None], log: Path) -> BuiltImage:
+    """The cached archive for `key`, else `build` the image `name` in a fresh context directory and
+    export it (to the archive the next run with the same key reuses)."""
+    if (hit := _cached(key, stem)) is not None:
+        return hit
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
+        build(Path(tmp))
+    return _export(name, key, stem, started, log)
 
 
 def _digest(*parts: bytes) -> str:
@@ -220,7 +241,7 @@ def _base(log: Path) -> tuple[str, str]:
             'FROM scratch\nADD rootfs.tar /\nENV LANG=C.UTF-8\nCMD ["python3"]\n'
         )
         with step("Building the base image (Debian minbase + python3)"):
-            _buildah("bud", "--isolation=chroot", "-t", reference, ".", log=log, cwd=context)
+            _bud(context, reference, log)
     return reference, key
 
 
@@ -233,11 +254,8 @@ def _operator(source: Path, base: str, base_key: str, log: Path) -> BuiltImage:
         (source / ".dockerignore").read_bytes(),
         _tree_bytes(source, context_files),
     )
-    if (hit := _cached(key, "promptalias")) is not None:
-        return hit
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
-        context = Path(tmp)
+
+    def build(context: Path) -> None:
         for rel in context_files:
             src = source / rel
             if src.is_dir():
@@ -247,30 +265,15 @@ def _operator(source: Path, base: str, base_key: str, log: Path) -> BuiltImage:
         shutil.copy2(source / "Dockerfile", context / "Dockerfile")
         shutil.copy2(source / ".dockerignore", context / ".dockerignore")
         with step(f"Building {name} from the Dockerfile with buildah (cold: several minutes)"):
-            _buildah(
-                "bud",
-                "--isolation=chroot",
-                "--pull-never",
-                # no --layers: with vfs every cached layer is a full copy of the rootfs (~0.9 GB per
-                # metadata-only step); the archive cache below already skips unchanged builds
-                *_host_trust(),
-                f"--build-arg=PYTHON_IMAGE={base}",
-                "-t",
-                name,
-                ".",
-                log=log,
-                cwd=context,
-            )
-    return _export(name, name, key, "promptalias", started, log)
+            _bud(context, name, log, "--pull-never", *_host_trust(), f"--build-arg=PYTHON_IMAGE={base}")
+
+    return _built_once(name, key, "promptalias", build, log)
 
 
 def _pause(log: Path) -> BuiltImage:
     key = _digest(PAUSE_C.encode(), PAUSE_IMAGE.encode())
-    if (hit := _cached(key, "pause")) is not None:
-        return hit
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
-        context = Path(tmp)
+
+    def build(context: Path) -> None:
         (context / "pause.c").write_text(PAUSE_C)
         subprocess.run(
             ["gcc", "-static", "-Os", "-s", "-o", str(context / "pause"), str(context / "pause.c")],
@@ -279,8 +282,9 @@ def _pause(log: Path) -> BuiltImage:
         (context / "Containerfile").write_text(
             'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n'
         )
-        _buildah("bud", "--isolation=chroot", "-t", PAUSE_IMAGE, ".", log=log, cwd=context)
-    return _export(PAUSE_IMAGE, PAUSE_IMAGE, key, "pause", started, log)
+        _bud(context, PAUSE_IMAGE, log)
+
+    return _built_once(PAUSE_IMAGE, key, "pause", build, log)
 
 
 def _app(source: Path, operator: BuiltImage, log: Path) -> BuiltImage:
@@ -290,25 +294,13 @@ def _app(source: Path, operator: BuiltImage, log: Path) -> BuiltImage:
         (example / "Dockerfile").read_bytes(),
         (example / "app.py").read_bytes(),
     )
-    if (hit := _cached(key, "invoice-app")) is not None:
-        return hit
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
-        context = Path(tmp)
+
+    def build(context: Path) -> None:
         shutil.copy2(example / "Dockerfile", context / "Dockerfile")
         shutil.copy2(example / "app.py", context / "app.py")
-        _buildah(
-            "bud",
-            "--isolation=chroot",
-            "--pull-never",
-            f"--build-arg=BASE={operator.name}",
-            "-t",
-            APP_IMAGE,
-            ".",
-            log=log,
-            cwd=context,
-        )
-    return _export(APP_IMAGE, APP_IMAGE, key, "invoice-app", started, log)
+        _bud(context, APP_IMAGE, log, "--pull-never", f"--build-arg=BASE={operator.name}")
+
+    return _built_once(APP_IMAGE, key, "invoice-app", build, log)
 
 
 @dataclass(frozen=True)

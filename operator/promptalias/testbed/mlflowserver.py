@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import os
 import sys
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptalias.testbed.errors import TestbedError
-from promptalias.testbed.ports import LOOPBACK, free_port, port_is_open
-from promptalias.testbed.procs import Server
+from promptalias.testbed.ports import LOOPBACK
+from promptalias.testbed.procs import RestartableServer, Server
 
 ADMIN_USER = "admin"
 
@@ -26,7 +25,7 @@ def _mlflow_executable() -> str:
 
 
 @dataclass
-class MlflowServer:
+class MlflowServer(RestartableServer):
     """One MLflow tracking server. Stop and start again keep the same port and database."""
 
     run_dir: Path
@@ -85,12 +84,7 @@ class MlflowServer:
 
     def start(self, timeout_s: float = 240) -> None:  # 163 s measured on a loaded machine
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not self.port:
-            self.port = free_port()
-        elif port_is_open(self.port, self.host):
-            raise TestbedError(
-                "start mlflow", f"port {self.port} is already in use", "stop whatever listens there first"
-            )
+        self._claim_port("mlflow", self.host)
         argv = [
             _mlflow_executable(),
             "server",
@@ -103,19 +97,9 @@ class MlflowServer:
         if self.basic_auth:
             argv.append("--app-name=basic-auth")
         name = "mlflow-basic-auth" if self.basic_auth else "mlflow"
-        self.server = Server(name, argv, self.run_dir / f"{name}.log", env=self.env(), tied=self.tied)
-        self.server.start()
-
-        def healthy() -> bool:
-            with urllib.request.urlopen(self.uri + "/health", timeout=1) as response:  # noqa: S310
-                return bool(response.status == 200)
-
-        self.server.wait_ready(healthy, timeout_s, "see the mlflow log above; is the venv complete?")
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def running(self) -> bool:
-        return self.server is not None and self.server.running()
+        self._run(
+            Server(name, argv, self.run_dir / f"{name}.log", env=self.env(), tied=self.tied),
+            self.uri + "/health",
+            timeout_s,
+            "see the mlflow log above; is the venv complete?",
+        )

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from promptalias.testbed import dns
 from promptalias.testbed.errors import TestbedError
+from promptalias.testbed.kubectl import run_kubectl
 from promptalias.testbed.nodebuild import NodeBinaries
 from promptalias.testbed.ports import LOOPBACK, free_port
 from promptalias.testbed.procs import RUN_ROOT, Server, pid_alive
@@ -457,14 +458,7 @@ class Node:
         return {line.strip() for line in out.splitlines() if line.strip()}
 
     def apply(self, manifest: str) -> None:
-        result = subprocess.run(
-            [self.kubectl, f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
-            input=manifest,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        result = run_kubectl(self.kubectl, self.kubeconfig, "apply", "-f", "-", stdin=manifest, timeout=60)
         if result.returncode != 0:
             raise TestbedError("kubectl apply", result.stderr.strip() or result.stdout.strip())
 
@@ -512,14 +506,8 @@ class Node:
         kubelet.wait_ready(lambda: kubelet.running() and self._node_registered(), 120, "see the kubelet log")
 
     def _node_registered(self) -> bool:
-        result = subprocess.run(
-            [self.kubectl, f"--kubeconfig={self.kubeconfig}", "get", "node", NODE_NAME, "-o", "name"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=30,
-        )
-        return result.returncode == 0
+        found = run_kubectl(self.kubectl, self.kubeconfig, "get", "node", NODE_NAME, "-o", "name", timeout=30)
+        return found.returncode == 0
 
     def start_scheduler(self) -> None:
         port = free_port()
@@ -556,19 +544,14 @@ class Node:
                     raise TestbedError(
                         "start node", f"{server.name} exited; last log lines:\n{server.log_tail()}"
                     )
-            result = subprocess.run(
-                [
-                    self.kubectl,
-                    f"--kubeconfig={self.kubeconfig}",
-                    "get",
-                    "node",
-                    NODE_NAME,
-                    "-o",
-                    'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
+            result = run_kubectl(
+                self.kubectl,
+                self.kubeconfig,
+                "get",
+                "node",
+                NODE_NAME,
+                "-o",
+                'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
                 timeout=30,
             )
             last = result.stdout.strip() or result.stderr.strip()

@@ -13,14 +13,17 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptalias.testbed.errors import TestbedError
+from promptalias.testbed.ports import LOOPBACK, free_port, port_is_open
 
 _PR_SET_PDEATHSIG = 1
 RUN_ROOT = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path("/tmp")  # noqa: S108 - tmpfs on purpose
@@ -103,6 +106,11 @@ class Server:
             remedy,
         )
 
+    def run(self, probe: Callable[[], bool], timeout_s: float, remedy: str) -> None:
+        """`start`, then `wait_ready`."""
+        self.start()
+        self.wait_ready(probe, timeout_s, remedy)
+
     def stop(self, grace_s: float = 10.0) -> None:
         if self.popen is None:
             return
@@ -110,6 +118,46 @@ class Server:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=1)
         self.popen = None
+
+
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> Callable[[], bool]:
+    """A readiness probe: GET `url` answers 200 within a second."""
+
+    def probe() -> bool:
+        with urllib.request.urlopen(url, context=context, timeout=1) as response:  # noqa: S310 - testbed URLs
+            return bool(response.status == 200)
+
+    return probe
+
+
+class RestartableServer:
+    """A testbed service run as one `Server` that tests stop and start again on the same port and data
+    (MLflow, Prometheus); the dataclass that extends it declares `port` and `server`."""
+
+    port: int
+    server: Server | None
+
+    def _claim_port(self, what: str, host: str = LOOPBACK) -> None:
+        """A free port the first time; on a restart the same port, which must be free again."""
+        if not self.port:
+            self.port = free_port()
+        elif port_is_open(self.port, host):
+            raise TestbedError(
+                f"start {what}", f"port {self.port} is already in use", "stop whatever listens there first"
+            )
+
+    def _run(self, server: Server, ready_url: str, timeout_s: float, remedy: str) -> None:
+        """Start `server` and wait until `ready_url` answers 200."""
+        self.server = server
+        server.run(http_ok(ready_url), timeout_s, remedy)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def running(self) -> bool:
+        return self.server is not None and self.server.running()
 
 
 def _group_alive(pgid: int) -> bool:

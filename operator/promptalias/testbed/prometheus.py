@@ -11,13 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from promptalias.testbed.errors import TestbedError
-from promptalias.testbed.ports import LOOPBACK, free_port, port_is_open
-from promptalias.testbed.procs import Server
+from promptalias.testbed.ports import LOOPBACK
+from promptalias.testbed.procs import RestartableServer, Server
 
 CONFIG = """\
 global:
@@ -59,7 +58,7 @@ def prometheus_binary() -> str:
 
 
 @dataclass
-class PrometheusServer:
+class PrometheusServer(RestartableServer):
     """One Prometheus; `uri` is its HTTP API base, e.g. http://127.0.0.1:9090."""
 
     run_dir: Path
@@ -91,12 +90,7 @@ class PrometheusServer:
             self.set_targets(self.targets)
         config = self.run_dir / "prometheus.yml"
         config.write_text(CONFIG.format(targets=self._targets_file))
-        if not self.port:
-            self.port = free_port()
-        elif port_is_open(self.port):
-            raise TestbedError(
-                "start prometheus", f"port {self.port} is already in use", "stop whatever listens there first"
-            )
+        self._claim_port("prometheus")
         argv = [
             binary,
             f"--config.file={config}",
@@ -105,22 +99,12 @@ class PrometheusServer:
             "--storage.tsdb.retention.time=1d",
             "--log.level=warn",
         ]
-        self.server = Server("prometheus", argv, self.run_dir / "prometheus.log", tied=self.tied)
-        self.server.start()
-
-        def ready() -> bool:
-            with urllib.request.urlopen(self.uri + "/-/ready", timeout=1) as response:  # noqa: S310
-                return bool(response.status == 200)
-
-        self.server.wait_ready(ready, timeout_s, "see the prometheus log above")
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def running(self) -> bool:
-        return self.server is not None and self.server.running()
+        self._run(
+            Server("prometheus", argv, self.run_dir / "prometheus.log", tied=self.tied),
+            self.uri + "/-/ready",
+            timeout_s,
+            "see the prometheus log above",
+        )
 
 
 __all__ = ["PrometheusServer", "prometheus_binary"]
