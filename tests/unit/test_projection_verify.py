@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from promptalias.projection.render import build_configmap, content_hash, render_projection
-from promptalias.projection.verify import drift_reason, owner_uid
+from promptalias.projection.verify import drift_reason, owner_uid, valid_hash
 
 
 def body() -> dict[str, Any]:
@@ -54,3 +54,15 @@ def test_only_promptalias_controllers_count() -> None:
     cm = body()
     cm["metadata"]["ownerReferences"][0]["kind"] = "Deployment"
     assert owner_uid(cm) is None
+
+
+def test_start_up_trusts_only_an_intact_projections_hash() -> None:
+    """The hash start-up records per owner (handlers/startup.py): what the ConfigMap really holds."""
+    cm = body()
+    assert valid_hash(cm) == cm["metadata"]["annotations"]["promptalias.io/content-hash"]
+    (key,) = cm["data"]
+    edited = json.loads(cm["data"][key])
+    edited["template"] = "by hand"
+    assert valid_hash({**cm, "data": {key: json.dumps(edited)}}) is None  # annotation kept, data edited
+    assert valid_hash({**cm, "data": {}}) is None
+    assert valid_hash({**cm, "metadata": {**cm["metadata"], "annotations": {}}}) is None

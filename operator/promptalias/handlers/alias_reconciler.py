@@ -418,23 +418,17 @@ class AliasPass:
         known = self.world.projection_hashes.get(self.uid)
         if known == wanted:
             return
-        # STALE: the ConfigMap watch saw it deleted or edited (handlers/projections.py); an edit may
-        # have kept the hash annotation, so apply without reading it first.
-        existing = (
-            None
-            if known == STALE
-            else await self.world.kube.read_configmap_annotations(self.namespace, cm_body["metadata"]["name"])
-        )
-        if existing is None or existing.get(CONTENT_HASH_ANNOTATION) != wanted:
-            # Set before the apply: the watch event of our own write may arrive before the apply
-            # returns, and must not read as someone else's edit (handlers/projections.py).
-            self.world.projection_hashes[self.uid] = wanted
-            try:
-                await self.world.kube.apply_configmap(cm_body)
-            except BaseException:
-                self.world.projection_hashes[self.uid] = STALE
-                raise
+        # Unknown means no valid projection exists: start-up read every projection's hash with one
+        # LIST (handlers/startup.py). STALE: the ConfigMap watch saw it deleted or edited (an edit
+        # may have kept the hash annotation). Either way apply, without reading it first.
+        # The hash is set before the apply: the watch event of our own write may arrive before the
+        # apply returns, and must not read as someone else's edit (handlers/projections.py).
         self.world.projection_hashes[self.uid] = wanted
+        try:
+            await self.world.kube.apply_configmap(cm_body)
+        except BaseException:
+            self.world.projection_hashes[self.uid] = STALE
+            raise
 
     # ---- finishing -----------------------------------------------------------------------------
 

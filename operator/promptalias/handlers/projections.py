@@ -15,7 +15,7 @@ import kopf
 
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import World
-from promptalias.projection.render import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from promptalias.projection.render import MANAGED_BY_LABEL, MANAGED_BY_VALUE, PROJECTION_SELECTOR
 from promptalias.projection.verify import STALE, drift_reason, owner_uid
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 @kopf.on.startup()
 async def watch_only_projections(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Filter on the apiserver: the operator never receives other ConfigMaps."""
-    settings.watching.label_selectors["", "v1", "configmaps"] = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+    settings.watching.label_selectors["", "v1", "configmaps"] = PROJECTION_SELECTOR
 
 
 @kopf.on.event("", "v1", "configmaps", labels={MANAGED_BY_LABEL: MANAGED_BY_VALUE}, when=in_scope)

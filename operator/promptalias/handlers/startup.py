@@ -23,6 +23,8 @@ from promptalias.handlers.registries import _known
 from promptalias.handlers.scope import SELECTOR
 from promptalias.handlers.state import World
 from promptalias.kube import Kube, KubeError
+from promptalias.projection.render import PROJECTION_SELECTOR
+from promptalias.projection.verify import owner_uid, valid_hash
 from promptalias.reconcile.scope import selected
 from promptalias.reconcile.workqueue import Priority
 
@@ -109,6 +111,11 @@ async def _preload(world: World, namespaces: list[str]) -> None:
                     fresh=urgent,
                     since=listed,
                 )
+        # What each projection holds now, by owner: a pass applies only what differs (one LIST
+        # here instead of a read per PromptAlias).
+        for configmap in await world.kube.list_configmaps(scope, PROJECTION_SELECTOR):
+            if (uid := owner_uid(configmap)) is not None and (held := valid_hash(configmap)) is not None:
+                world.projection_hashes[uid] = held
     for body in await world.kube.list_custom(ClusterPromptRegistry.PLURAL, None):
         if (known := _known(RegistryKind.CLUSTER_PROMPT_REGISTRY, body)) is not None:
             world.registries[known.key] = known

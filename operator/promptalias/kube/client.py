@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -114,14 +115,26 @@ class Kube:
         except ApiException as exc:
             raise _error(exc, f"apply ConfigMap {meta['namespace']}/{meta['name']}") from None
 
-    async def read_configmap_annotations(self, namespace: str, name: str) -> dict[str, str] | None:
+    async def list_configmaps(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        """ConfigMaps matching `label_selector` (in one namespace, or all), as plain dicts."""
         try:
-            cm = await self._call(self.core.read_namespaced_config_map, name, namespace)
+            if namespace is None:
+                got = await self._call(
+                    self.core.list_config_map_for_all_namespaces,
+                    label_selector=label_selector,
+                    _preload_content=False,
+                )
+            else:
+                got = await self._call(
+                    self.core.list_namespaced_config_map,
+                    namespace,
+                    label_selector=label_selector,
+                    _preload_content=False,
+                )
         except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _error(exc, f"ConfigMap {namespace}/{name}") from None
-        return dict(cm.metadata.annotations or {})
+            raise _error(exc, f"list ConfigMaps {label_selector}") from None
+        items: list[dict[str, Any]] = json.loads(got.data).get("items") or []
+        return items
 
     async def get_custom(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
         try:

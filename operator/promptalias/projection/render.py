@@ -22,6 +22,7 @@ KIND: Final = "PromptAlias"
 
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE: Final = "promptalias"
+PROJECTION_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"  # every projection ConfigMap
 PROMPT_LABEL: Final = "promptalias.io/prompt"
 ALIAS_LABEL: Final = "promptalias.io/alias"
 # Labels may be hashed (see `label_value`); these annotations always carry the exact names.

@@ -26,6 +26,15 @@ def owner_uid(configmap: Mapping[str, Any]) -> str | None:
     return None
 
 
+def valid_hash(configmap: Mapping[str, Any]) -> str | None:
+    """The content hash of the projection the ConfigMap holds, if it holds one intact (None: it
+    was edited, or holds something else)."""
+    annotated = ((configmap.get("metadata") or {}).get("annotations") or {}).get(CONTENT_HASH_ANNOTATION)
+    if annotated is None or drift_reason(None, configmap, annotated) is not None:
+        return None
+    return str(annotated)
+
+
 def drift_reason(event_type: str | None, configmap: Mapping[str, Any], expected: str) -> str | None:
     """Why the ConfigMap no longer holds the projection with content hash `expected` (None: it does)."""
     if event_type == "DELETED":
