@@ -11,6 +11,7 @@ from typing import Any
 
 from benchmarks import stats
 from benchmarks.procs import Observations
+from benchmarks.stages import Flip
 
 Progress = Callable[[str], None]
 
@@ -64,10 +65,12 @@ def measure_sync(
     timeout: float,
     progress: Progress,
     rng: random.Random,
+    record: list[Flip] | None = None,
 ) -> dict[str, Series]:
     """Interleaved per flip: operator (CR patch), bare set_prompt_alias, MlflowRegistry.set_alias.
 
     Operator: patch start -> the alias commit in MLflow's store; patch return -> the app's read.
+    `record` collects each counted CR flip for the stage breakdown (benchmarks/stages.py).
     The two direct calls: call start -> commit, and the call's own duration (start -> return).
     """
     out = {
@@ -95,6 +98,8 @@ def measure_sync(
         committed = commits.wait_for(targets.commit_key, value, t0, timeout)
         read = reader.wait_for(targets.reader_key, value, t0, timeout)
         if counted:
+            if record is not None:
+                record.append(Flip(version, t0, t1, read))
             out["operator_patch_call"].add(t0, t1)
             out["operator_commit"].add(t0, committed)
             out["propagation"].add(t1, read)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks import stages
 from benchmarks.stats import fmt_ratio, fmt_seconds
 
 # Markdown and plot labels of each latency series: (section, key) -> label
@@ -129,6 +130,17 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
         lines.append(f"- {name}: p50 {fmt_ratio(value['p50'])}, p99 {fmt_ratio(value['p99'])}")
     lines += ["", "Notes:", ""]
     lines += [f"- {note}" for note in prop["notes"] + follow["notes"]]
+    if (breakdown := results.get("propagation_stages")) and breakdown["n"]:
+        lines += [
+            "",
+            "### Where the promptalias propagation time goes",
+            "",
+            f"Stage timestamps (CLOCK_MONOTONIC, `PROMPTALIAS_STAGE_LOG=1` in the operator and the sidecar) "
+            f"of the {breakdown['n']} counted CR flips above, each stage's first line after the patch "
+            "started; medians (benchmarks/stages.py).",
+            "",
+            *stages.markdown(breakdown),
+        ]
     lines += [
         "",
         "## 4. Client",

@@ -40,11 +40,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from benchmarks import client_bench, config, report, results
+from benchmarks import client_bench, config, report, results, stages
 from benchmarks.cluster import Kube, configmap_name, mlflow_webhooks, wait_until, webhook_receiver_counts
 from benchmarks.config import ALIAS
 from benchmarks.flips import Series, SyncTargets, measure_moves, measure_sync
 from benchmarks.procs import REPO, Child, Observations, child_env, probe
+from promptalias.stages import STAGE_LOG_ENV
 from promptalias.testbed import MlflowServer, Testbed
 
 T = TypeVar("T")
@@ -122,6 +123,7 @@ class Bench:
         self.tmp = tmp
         self.logs = settings.out / "logs"
         self.rng = random.Random()
+        self.sync_flips: list[stages.Flip] = []  # counted CR flips, for the stage breakdown
         suffix = uuid.uuid4().hex[:6]
         self.prompts = {role: f"bench-{role}-{suffix}" for role in ROLES}
         self.uri = {role: f"prompts:/{name}@{ALIAS}" for role, name in self.prompts.items()}
@@ -154,7 +156,7 @@ class Bench:
             self.logs / "operator.log",
             f"--mlflow-webhook-listen=127.0.0.1:{self.hook_port}",
             f"--mlflow-webhook-url=http://127.0.0.1:{self.hook_port}/mlflow/webhook",
-            env={"MLFLOW_DISABLE_TELEMETRY": "true"},
+            env={"MLFLOW_DISABLE_TELEMETRY": "true", STAGE_LOG_ENV: "1"},
         )
         self.stack.callback(self.operator.stop)
         # The operator waits for its /healthz in a thread while this thread starts MLflow #2 (servers
@@ -267,7 +269,7 @@ class Bench:
         names = ",".join(configmap_name(n) for n in ("sync", "follow", "webhook"))
         sidecar = SidecarProcess(
             ["--namespace", NAMESPACE, "--dir", str(self.sidecar_dir), "--names", names],
-            env={"KUBECONFIG": str(bed.kubeconfig)},
+            env={"KUBECONFIG": str(bed.kubeconfig), STAGE_LOG_ENV: "1"},
             log=self.logs / "sidecar.log",
         )
         sidecar.start()
@@ -453,6 +455,7 @@ spec:
                 timeout=30,
                 progress=progress,
                 rng=self.rng,
+                record=self.sync_flips,
             )
         finally:
             loop.run_until_complete(registry.close())
@@ -587,6 +590,12 @@ def main() -> int:
         imports=imports,
         ttl=bench.ttl,
         kubelet_source=bench.kubelet_source,
+    )
+    data["propagation_stages"] = stages.breakdown(
+        bench.sync_flips,
+        stages.parse(bench.logs / "operator.log"),
+        stages.parse(bench.logs / "sidecar.log"),
+        key=f"{NAMESPACE}/sync",
     )
     data["plots"] = report.plot_all(data, out)
     report.write_json(data, out / "report.json")

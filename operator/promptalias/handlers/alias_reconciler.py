@@ -58,6 +58,7 @@ from promptalias.registry import (
     RegistryUnavailable,
     VersionNotFound,
 )
+from promptalias.stages import stage
 from promptalias.vocabulary import (
     CONTENT_HASH_ANNOTATION,
     INTERNAL_TAG_PREFIX,
@@ -115,6 +116,7 @@ class AliasPass:
         self.namespace = str(self.meta.get("namespace"))
         self.name = str(self.meta.get("name"))
         self.uid = str(self.meta.get("uid"))
+        self.key = f"{self.namespace}/{self.name}"
         self.generation = int(self.meta.get("generation") or 1)
         self.me: Owner = world.owner(self.namespace, self.name)
         self.now = _now()
@@ -125,6 +127,7 @@ class AliasPass:
 
     async def run(self) -> PassResult:
         spec = self.pa.spec
+        stage("pass", self.key, spec.version)
         key = registry_key(spec.registry_ref, self.namespace)
         known = resolve_registry(
             spec.registry_ref,
@@ -219,6 +222,7 @@ class AliasPass:
         spec = self.pa.spec
         status = self.pa.status
         state = await self._read_prompt(known, client)
+        stage("read", self.key, spec.version)
         if state is None and spec.version is not None:
             return await self._stalled(
                 Reason.VERSION_NOT_FOUND,
@@ -339,6 +343,7 @@ class AliasPass:
             log.warning("could not record the pending move of %s/%s: %s", self.namespace, self.name, exc)
             return False
         self.world.remember(stored)
+        stage("intent", self.key, plan.write_version)
         self.pa = self.pa.model_copy(update={"status": new})
         return True
 
@@ -354,6 +359,7 @@ class AliasPass:
             await client.set_prompt_tag(spec.prompt, owner_tag_key(spec.alias), self.me.to_tag())
         if plan.write_version is not None:
             await client.set_alias(spec.prompt, spec.alias, plan.write_version)
+            stage("mlflow", self.key, plan.write_version)
             # MLflow keeps no history of alias moves: leave one on the version (best effort).
             replaced = state.aliases.get(spec.alias) if state is not None else None
             tag, value = audit_tag(spec.alias, by=str(self.me), at=self.now, replaced=replaced)
@@ -426,6 +432,7 @@ class AliasPass:
         self.world.projection_hashes[self.uid] = wanted
         try:
             await self.world.kube.apply_configmap(cm_body)
+            stage("configmap", self.key, self.pa.spec.version)
         except BaseException:
             self.world.projection_hashes[self.uid] = STALE
             raise
@@ -467,6 +474,7 @@ class AliasPass:
                     PLURAL, self.namespace, self.name, _with_nulls(old_dict, new_dict)
                 )
                 self.world.remember(stored)
+                stage("status", self.key, self.pa.spec.version)
             except KubeError as exc:
                 log.warning("could not write status of %s/%s: %s", self.namespace, self.name, exc)
                 return PassResult(delay=backoff(self.failures), transient_failure=True)

@@ -22,6 +22,7 @@ from promptalias.reconcile.registry import Unresolved, registry_key, resolve_reg
 from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.reconcile.workqueue import Priority
 from promptalias.registry import RegistryError
+from promptalias.stages import stage
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     # and kopf's finalizer patch change neither, and the watch replays what the start-up listing
     # already queued (a read per prompt is shared only by passes queued before it).
     if now is not None and wants_pass(body) and (known is None or request_of(body) != request_of(known)):
+        stage("event", f"{now.namespace}/{now.name}", (body.get("spec") or {}).get("version"))
         world.enqueue(uid, priority=Priority.URGENT, fresh=True)
 
 

@@ -33,6 +33,7 @@ from promptalias.sidecar.sources import DirWatch, configmap_watches
 from promptalias.sidecar.state import ProjectionState
 from promptalias.sidecar.trust import untrusted_reason
 from promptalias.sidecar.watch import ConfigMap, ConfigMapWatch, Handler, WatchStatus
+from promptalias.stages import stage
 
 logger = logging.getLogger("promptalias.sidecar")
 
@@ -134,6 +135,7 @@ class Sidecar(Handler):
             scope.add(origin)
             version = str(obj.get("metadata", {}).get("resourceVersion", ""))
             changed = self.state.apply(origin, obj.get("data"), version)
+            stage("watch", origin, version)
         if changed:
             self._dirty.set()
 
@@ -190,6 +192,7 @@ class Sidecar(Handler):
                 for key in sorted(changed):
                     entry = snapshot.get(key)
                     logger.info("%s: %s", key, f"version {entry.version}" if entry else "removed")
+                    stage("written", key, entry.version if entry else None)
                 if self.notifier is not None and self.published.ready:
                     self.notifier.changed(changed)
             if not self.published.ready and self._all_synced():
