@@ -231,8 +231,12 @@ def test_takeover_via_cli_is_consumed_and_audited_and_can_go_back(two: tuple[Bed
     assert owner_a in took[0]
 
     # Cluster A takes it back: B must stand down, and the alias must stay at A's version.
+    # The CLI decides from A's status: wait until A's operator has seen B's takeover (its
+    # Ready says so), or the CLI rightly finds "nothing to take over" in the older status.
+    a.wait_reason("prod", "OwnedElsewhere")
     back = a.cli("takeover", "prod", "--timeout", "8")
     assert back.returncode == 0, back.stdout + back.stderr
+    assert "requested takeover" in back.stdout
     b.wait_reason("prod-cli", "OwnedElsewhere")
     assert set(a.sample_aliases(3)) == {1}
     assert _owner(a)["cluster"] == _cluster_a_id(a)

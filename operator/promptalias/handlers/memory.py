@@ -31,7 +31,11 @@ def _report() -> str:
     by_file = snapshot.statistics("filename")
     by_line = snapshot.statistics("lineno")
     total = sum(stat.size for stat in by_file)
-    lines = [f"tracemalloc: {total / 2**20:.1f} MiB of Python allocations; largest files:"]
+    _current, peak = tracemalloc.get_traced_memory()
+    lines = [
+        f"tracemalloc: {total / 2**20:.1f} MiB of Python allocations (peak {peak / 2**20:.1f} MiB); "
+        "largest files:"
+    ]
     lines += [f"  {stat.size / 2**20:7.1f} MiB  {stat.traceback[0].filename}" for stat in by_file[:TOP]]
     lines.append("largest lines:")
     lines += [
