@@ -7,10 +7,11 @@ status is derived from what MLflow answered, so a crash between steps converges 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -122,6 +123,7 @@ class AliasPass:
         self.now = _now()
         self.refresh_s = 60.0
         self.refusal: Refusal | None = None  # a one-shot request refused for lack of authority
+        self._audit: asyncio.Future[None] | None = None  # the audit tag write, in flight
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -308,9 +310,13 @@ class AliasPass:
             if not await self._record_intent(plan):
                 return PassResult(delay=backoff(self.failures), transient_failure=True)
             plan = replace(plan, prior=())  # recorded with the intent
-        await self._write_mlflow(client, known, plan, state)
-        if cm_body is not None:
-            await self._apply_projection(cm_body)
+        try:
+            await self._write_mlflow(client, known, plan, state)
+            if cm_body is not None:
+                await self._apply_projection(cm_body)
+        finally:
+            if self._audit is not None:
+                await self._audit
         digest = _digest(version) if version is not None else None
         return await self._finish(
             refused_outcome(settled_from_plan(plan, spec, digest=digest, config_map=configmap), self.refusal),
@@ -363,8 +369,11 @@ class AliasPass:
             # MLflow keeps no history of alias moves: leave one on the version (best effort).
             replaced = state.aliases.get(spec.alias) if state is not None else None
             tag, value = audit_tag(spec.alias, by=str(self.me), at=self.now, replaced=replaced)
-            with contextlib.suppress(RegistryError):
-                await client.set_version_tag(spec.prompt, plan.write_version, tag, value)
+            # Sent beside the ConfigMap apply (awaited in _with_registry): apps get the move one
+            # MLflow round trip sooner.
+            self._audit = asyncio.ensure_future(
+                _best_effort(client.set_version_tag(spec.prompt, plan.write_version, tag, value))
+            )
             METRICS.alias_writes[str(plan.history.reason) if plan.history else "Applied"] += 1
             if state is not None:
                 aliases = {**state.aliases, spec.alias: plan.write_version}
@@ -499,6 +508,12 @@ class AliasPass:
                 kopf.event(
                     self._event_body, type="Normal", reason=str(outcome.reason), message=outcome.message
                 )
+
+
+async def _best_effort(write: Awaitable[None]) -> None:
+    """An MLflow write whose failure changes nothing (the audit tag: history lives in status)."""
+    with contextlib.suppress(RegistryError):
+        await write
 
 
 def _digest(version: PromptVersion) -> str:
