@@ -191,6 +191,22 @@ def mlflow_aliases(db: Path) -> dict[tuple[str, str], int]:
     return {(str(n), str(a)): int(v) for n, a, v in rows}
 
 
+def memory_map(pid: int) -> dict[str, float]:
+    """Where a process's RSS is, in MB: anonymous memory (heaps, malloc arenas, thread stacks) vs
+    file-backed (the interpreter, shared libraries), and the thread count (/proc/PID/status)."""
+    wanted = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem", "Threads": "threads"}
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in wanted:
+                number = int(value.split()[0])
+                out[wanted[key]] = number if key == "Threads" else number / 1024
+    except OSError:
+        pass
+    return out
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) in MB of one process."""
     values = {"VmRSS": 0.0, "VmHWM": 0.0}
@@ -395,6 +411,42 @@ class Scale:
             "total_per_prompt_per_resync": sum(diff.values()) / 2 / self.s.prompts,
         }
 
+    def mlflow_floor(self) -> dict[str, Any]:
+        """The same MLflow writes the operator makes for a new alias (owner tag, alias POST, audit
+        tag), made directly with promptalias.registry by as many concurrent writers as the operator
+        has workers, through the same proxy, for another alias name of every resource: how long
+        MLflow itself needs for what start-up asks of it (the floor of "start → all Ready")."""
+        from promptalias.registry import MlflowRegistry, RegistryConfig, VersionCache
+
+        writers = int(self.s.workers or 8)
+        rows = [(prompt, f"floor{alias[1:]}") for _, prompt, alias in self.rows]
+        progress(
+            f"MLflow floor: {len(rows) * 3} writes for {len(rows)} aliases, {writers} concurrent writers"
+        )
+
+        async def main() -> float:
+            registry = MlflowRegistry(RegistryConfig(self.proxy.uri, timeout_s=60), cache=VersionCache())
+            queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+            for row in rows:
+                queue.put_nowait(row)
+
+            async def writer() -> None:
+                while not queue.empty():
+                    prompt, alias = queue.get_nowait()
+                    await registry.set_prompt_tag(prompt, f"promptalias.io/owner.{alias}", "{}")
+                    await registry.set_alias(prompt, alias, 1)
+                    await registry.set_version_tag(prompt, 1, f"promptalias.io/moved.{alias}", "{}")
+
+            started = time.monotonic()
+            try:
+                await asyncio.gather(*(writer() for _ in range(writers)))
+            finally:
+                await registry.close()
+            return time.monotonic() - started
+
+        seconds = asyncio.run(main())
+        return {"aliases": len(rows), "writes": 3 * len(rows), "writers": writers, "seconds": seconds}
+
     def mass_move(self) -> dict[str, Any]:
         count = max(1, int(len(self.rows) * self.s.move_fraction))
         step = max(1, len(self.rows) // count)
@@ -463,8 +515,23 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         "|---|---|",
         f"| operator start → /healthz | {secs(start['healthz_s'])} |",
         f"| operator start → all Ready | {secs(start['all_ready_s'])} |",
+        (
+            f"| … floor: the same {floor['writes']} MLflow writes made directly by {floor['writers']} "
+            f"concurrent writers (ratio: operator ÷ floor) | {secs(floor['seconds'])}"
+            + (f" ({start['all_ready_s'] / floor['seconds']:.2f}x)" if start["all_ready_s"] else "")
+            + " |"
+            if (floor := data.get("mlflow_floor"))
+            else "| … floor | - |"
+        ),
         f"| Ready at a version MLflow does not hold (samples) | {start['wrong_ready']} |",
         f"| operator peak RSS (VmHWM) | {data['peak_rss_mb']:.0f} MB |",
+        "| … at all Ready: anonymous / file-backed, threads | "
+        + (
+            f"{mem.get('anon', 0):.0f} MB / {mem.get('file', 0):.0f} MB, "
+            f"{mem.get('threads', 0):.0f} threads |"
+            if (mem := data.get("memory_at_ready"))
+            else "- |"
+        ),
         f"| MLflow requests, start → all Ready | {sum(start['requests'].values())} |",
         "| registered-models/get per prompt per drift resync | "
         f"{resync['prompt_gets_per_prompt_per_resync']:.2f} |",
@@ -512,6 +579,7 @@ def main() -> int:
         expected = {n: 1 for n, _, _ in run.rows}
         obs = run.watch_ready(expected, run.t0, 1.0 if settings.aliases <= 2000 else 3.0)
         startup_requests = dict(run.proxy.snapshot())
+        memory_at_ready = memory_map(run.pid)
         progress(f"start → all Ready: {obs.all_ready_s}; MLflow requests {sum(startup_requests.values())}")
         run.stop_profiler()
         resync = (
@@ -524,6 +592,7 @@ def main() -> int:
             }
         )
         move = run.mass_move()
+        floor = run.mlflow_floor()
         _, peak = rss_mb(run.pid)
         log_tail = run.operator.log_tail(5)
         progress("stopping the testbed")
@@ -547,7 +616,9 @@ def main() -> int:
         },
         "resync": resync,
         "mass_move": move,
+        "mlflow_floor": floor,
         "peak_rss_mb": peak,
+        "memory_at_ready": memory_at_ready,
         "operator_log_tail": log_tail,
     }
     (out / "scale.json").write_text(json.dumps(data, indent=2, default=str) + "\n")

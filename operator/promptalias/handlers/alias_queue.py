@@ -187,7 +187,13 @@ class AliasWorkers:
         now = time.monotonic()
         if done < total and now - self._progress_logged >= PROGRESS_EVERY_S:
             self._progress_logged = now
-            log.info("reconciled %d of %d PromptAliases (%d due now)", done, total, METRICS.queue_depth)
+            log.info(
+                "reconciled %d of %d PromptAliases (%d due now, %d leased by kopf)",
+                done,
+                total,
+                METRICS.queue_depth,
+                len(self._leases),
+            )
 
 
 def request_of(body: Mapping[str, Any]) -> tuple[object, dict[str, str]]:
