@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "promptalias.io"
 # Set by `promptalias operator`: which namespaces are watched (empty: all) and the cluster id.
+KOPF_WORKER_LIMIT = int(os.environ.get("PROMPTALIAS_KOPF_WORKERS", "100"))
 WATCHED_NAMESPACES_ENV = "PROMPTALIAS_WATCH_NAMESPACES"
 CLUSTER_ID_ENV = "PROMPTALIAS_CLUSTER_ID"
 PEERING_ENV = "PROMPTALIAS_PEERING_NAME"
@@ -55,6 +56,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 300
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
+    # kopf handles each object's events in a worker of its own, by default with no limit: at start-up
+    # that is one worker per object at once, each with copies of its body (the transient peak the
+    # RSS keeps). A bound keeps start-up memory flat; idle workers leave sooner to make room.
+    settings.queueing.worker_limit = KOPF_WORKER_LIMIT
+    settings.queueing.idle_timeout = 1.0
     settings.peering.lifetime = int(os.environ.get("PROMPTALIAS_PEERING_LIFETIME", "60"))
     kube = Kube.from_environment()
     cluster = os.environ.get(CLUSTER_ID_ENV) or await kube.cluster_uid()
