@@ -59,9 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _few_malloc_arenas() -> None:
     """glibc gives every thread that allocates its own malloc arena (up to 8 per core), and the
-    operator's Kubernetes calls run in a pool of threads: measured at 1,000 PromptAliases, the
-    arenas' fragmentation is a sixth of the RSS (docs/benchmarks.md, Scale). Two arenas serve an
-    asyncio process well. MALLOC_ARENA_MAX, when set, wins; a libc without mallopt is left alone."""
+    operator's Kubernetes calls run in a pool of threads whose freed memory then stays spread over
+    many arenas (docs/benchmarks.md, Scale). Two arenas serve an asyncio process well.
+    MALLOC_ARENA_MAX, when set, wins; a libc without mallopt is left alone."""
     if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
         return
     m_arena_max = -8  # <malloc.h>
