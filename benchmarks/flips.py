@@ -60,6 +60,7 @@ def measure_sync(
     commits: Observations,
     reader: Observations,
     *,
+    namespace_reader: Observations | None = None,
     flips: int,
     warmup: int,
     timeout: float,
@@ -70,7 +71,8 @@ def measure_sync(
     """Interleaved per flip: operator (CR patch), bare set_prompt_alias, MlflowRegistry.set_alias.
 
     Operator: patch start -> the alias commit in MLflow's store; patch return -> the app's read.
-    `record` collects each counted CR flip for the stage breakdown (benchmarks/stages.py).
+    `record` collects each counted CR flip for the stage breakdown (benchmarks/stages.py);
+    `namespace_reader` reads through a sidecar in namespace mode (the default), beside `--names`.
     The two direct calls: call start -> commit, and the call's own duration (start -> return).
     """
     out = {
@@ -79,6 +81,7 @@ def measure_sync(
             "operator_commit",
             "operator_patch_call",
             "propagation",
+            "propagation_namespace",
             "commit_to_read",
             "floor_commit",
             "floor_call",
@@ -97,12 +100,19 @@ def measure_sync(
         t1 = time.monotonic_ns()
         committed = commits.wait_for(targets.commit_key, value, t0, timeout)
         read = reader.wait_for(targets.reader_key, value, t0, timeout)
+        read_ns = (
+            namespace_reader.wait_for(targets.reader_key, value, t0, timeout)
+            if namespace_reader is not None
+            else None
+        )
         if counted:
             if record is not None:
                 record.append(Flip(version, t0, t1, read))
             out["operator_patch_call"].add(t0, t1)
             out["operator_commit"].add(t0, committed)
             out["propagation"].add(t1, read)
+            if namespace_reader is not None:
+                out["propagation_namespace"].add(t1, read_ns)
             if committed is not None and read is not None:
                 out["commit_to_read"].add(committed, read)  # the projection path after MLflow's commit
 

@@ -13,6 +13,11 @@ from benchmarks.stats import fmt_ratio, fmt_seconds
 # Markdown and plot labels of each latency series: (section, key) -> label
 PROPAGATION_ROWS = (
     ("propagation", "promptalias", "promptalias: CR patch → operator → ConfigMap → sidecar → client"),
+    (
+        "propagation",
+        "promptalias_namespace",
+        "… the same, sidecar in namespace mode (its default: one watch of the namespace's projections)",
+    ),
     ("follow", "polling", "promptalias follow mode, polling: MLflow move → app"),
     ("follow", "webhook", "promptalias follow mode, MLflow webhooks: MLflow move → app"),
     ("propagation", "kubelet", "kubelet-mounted ConfigMap: CR patch → app"),  # label: kubelet_label

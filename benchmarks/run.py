@@ -285,6 +285,34 @@ class Bench:
         )
         app_args = ["client", str(s.read_interval_s), uri["sync"], uri["follow"], uri["webhook"]]
         self.app = observations(self._start(probe("promptalias-reader", app_args, self.logs, env=app_env)))
+        # The sidecar's default mode: one watch of every projection of the namespace (no --names).
+        namespace_dir = self.tmp / "sidecar-namespace"
+        namespace_sidecar = SidecarProcess(
+            ["--namespace", NAMESPACE, "--dir", str(namespace_dir)],
+            env={"KUBECONFIG": str(bed.kubeconfig), STAGE_LOG_ENV: "1"},
+            log=self.logs / "sidecar-namespace.log",
+        )
+        namespace_sidecar.start()
+        self.stack.callback(namespace_sidecar.stop)
+        namespace_sidecar.wait_ready()
+        namespace_env = child_env(
+            {
+                "PROMPTALIAS_PROMPTS_DIR": str(namespace_dir),
+                "PROMPTALIAS_SIDECAR_URL": namespace_sidecar.url,
+                "PROMPTALIAS_CACHE_DIR": str(self.tmp / "client-cache-namespace"),
+            },
+            drop=("MLFLOW_TRACKING_URI",),
+        )
+        self.app_namespace = observations(
+            self._start(
+                probe(
+                    "promptalias-reader-namespace",
+                    ["client", str(s.read_interval_s), uri["sync"]],
+                    self.logs,
+                    env=namespace_env,
+                )
+            )
+        )
         db = str(bed.mlflow.run_dir / "mlflow.db")
         self.commits = observations(self._start(probe("mlflow-commits", ["commit", db], self.logs)))
         stock_args = ["mlflow", str(s.slow_read_interval_s), uri["stock"]]
@@ -450,6 +478,7 @@ spec:
                 ),
                 self.commits,
                 self.app,
+                namespace_reader=self.app_namespace,
                 flips=s.sync_flips,
                 warmup=s.warmup_flips,
                 timeout=30,
