@@ -7,6 +7,9 @@ Otherwise (or when the node does not start) as local processes, with a line sayi
 it moves the alias 2 -> 3 -> 2 and shows the running app switching without a restart, with the
 measured latency. Everything keeps running afterwards for you to try things;
 `promptalias testbed down` (or `make clean`) stops it all.
+
+Over 400 lines on purpose: one story in two settings (pods, processes) read top to bottom; the
+pod waits and kubectl calls it uses live in testbed/.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ a PromptExperiment kept in Git shows no diff, and the status history records who
 manager of the annotation). When the baseline PromptAlias is applied from Git (Argo CD, Flux),
 promote also prints the Git change to make and exits 3: the operator keeps the split until Git moves
 the baseline, then marks the experiment Promoted.
+
+Over 400 lines on purpose: five subcommands over one request-and-wait protocol (cli/waiting.py);
+formatting lives in cli/formatting.py.
 """
 
 from __future__ import annotations

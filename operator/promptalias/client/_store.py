@@ -11,6 +11,9 @@ Threads (daemons, started on the first load, restarted after fork):
 - `promptalias-sidecar` long-polls the sidecar's index (`GET /prompts?wait=30`) and refetches at once;
 - `promptalias-refresh` re-resolves prompts that came from MLflow or the disk copy every
                         `refresh_interval` (default 10 s), so they return to the projection when it appears.
+
+Over 400 lines on purpose: the store and its three refresh threads share one lock-free snapshot
+protocol (replace the dict whole); the sources they read are in _sources.py.
 """
 
 from __future__ import annotations

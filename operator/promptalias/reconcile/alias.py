@@ -20,6 +20,9 @@ Two status fields keep the audit honest across failures and crashes:
 
 History is one chain: every entry's previousVersion is the version of the entry before it. A move
 made outside Git is recorded (Observed) before the operator's answer to it.
+
+Over 400 lines on purpose: `plan_alias` and `settle` are one state machine over the same status
+fields (appliedVersion, pendingMove, history); the table tests read it as one.
 """
 
 from __future__ import annotations

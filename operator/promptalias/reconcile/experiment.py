@@ -18,6 +18,9 @@ The rest of the experiment's decisions sit beside this module, one concern each:
 `experiment_candidate.py` (is the experiment valid; the candidate alias in MLflow; the split's block
 in the projection), `experiment_promotion.py` (what each promotion step means) and
 `experiment_status.py` (the status a pass writes). handlers/experiment_pass.py carries them out.
+
+Over 400 lines on purpose: the ramp, the requests and the baseline read one status; the candidate,
+promotion and status decisions are split out (experiment_candidate/promotion/status.py).
 """
 
 from __future__ import annotations

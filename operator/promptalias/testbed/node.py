@@ -9,6 +9,9 @@ kube-proxy chains are global): `claim_node` takes it, waiting for or reaping an 
 
 Facts this relies on (docs/node.md): no systemd here, so cgroupfs and self-supervised processes;
 cgroup v1, so `failCgroupV1: false`; root lacks CAP_SYS_RESOURCE, so `restrict_oom_score_adj`.
+
+Over 400 lines on purpose: starting the node and cleaning up after it must name the same
+interfaces, mounts, chains and cgroups; the build and the images are in nodebuild.py and images.py.
 """
 
 from __future__ import annotations
