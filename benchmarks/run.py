@@ -261,58 +261,42 @@ class Bench:
             self.readers.append(child)
         return child
 
-    def start_observers(self) -> None:
+    def _sidecar_reader(
+        self, name: str, sidecar_args: list[str], uris: list[str]
+    ) -> tuple[Path, Observations]:
+        """A sidecar writing into a directory of its own, and a reader process configured like an
+        injected pod (files + sidecar URL) that reads `uris` through it."""
         from promptalias.sidecar.testing import SidecarProcess
 
-        s, bed, uri = self.settings, self.bed, self.uri
-        self.sidecar_dir = self.tmp / "sidecar"
-        names = ",".join(configmap_name(n) for n in ("sync", "follow", "webhook"))
+        directory = self.tmp / name
         sidecar = SidecarProcess(
-            ["--namespace", NAMESPACE, "--dir", str(self.sidecar_dir), "--names", names],
-            env={"KUBECONFIG": str(bed.kubeconfig), STAGE_LOG_ENV: "1"},
-            log=self.logs / "sidecar.log",
+            ["--namespace", NAMESPACE, "--dir", str(directory), *sidecar_args],
+            env={"KUBECONFIG": str(self.bed.kubeconfig), STAGE_LOG_ENV: "1"},
+            log=self.logs / f"{name}.log",
         )
         sidecar.start()
         self.stack.callback(sidecar.stop)
         sidecar.wait_ready()
-        app_env = child_env(
+        env = child_env(
             {
-                "PROMPTALIAS_PROMPTS_DIR": str(self.sidecar_dir),
+                "PROMPTALIAS_PROMPTS_DIR": str(directory),
                 "PROMPTALIAS_SIDECAR_URL": sidecar.url,
-                "PROMPTALIAS_CACHE_DIR": str(self.tmp / "client-cache"),
+                "PROMPTALIAS_CACHE_DIR": str(self.tmp / f"client-cache-{name}"),
             },
             drop=("MLFLOW_TRACKING_URI",),
         )
-        app_args = ["client", str(s.read_interval_s), uri["sync"], uri["follow"], uri["webhook"]]
-        self.app = observations(self._start(probe("promptalias-reader", app_args, self.logs, env=app_env)))
+        args = ["client", str(self.settings.read_interval_s), *uris]
+        reader = probe(f"promptalias-reader-{name}", args, self.logs, env=env)
+        return directory, observations(self._start(reader))
+
+    def start_observers(self) -> None:
+        s, bed, uri = self.settings, self.bed, self.uri
+        names = ",".join(configmap_name(n) for n in ("sync", "follow", "webhook"))
+        self.sidecar_dir, self.app = self._sidecar_reader(
+            "sidecar", ["--names", names], [uri["sync"], uri["follow"], uri["webhook"]]
+        )
         # The sidecar's default mode: one watch of every projection of the namespace (no --names).
-        namespace_dir = self.tmp / "sidecar-namespace"
-        namespace_sidecar = SidecarProcess(
-            ["--namespace", NAMESPACE, "--dir", str(namespace_dir)],
-            env={"KUBECONFIG": str(bed.kubeconfig), STAGE_LOG_ENV: "1"},
-            log=self.logs / "sidecar-namespace.log",
-        )
-        namespace_sidecar.start()
-        self.stack.callback(namespace_sidecar.stop)
-        namespace_sidecar.wait_ready()
-        namespace_env = child_env(
-            {
-                "PROMPTALIAS_PROMPTS_DIR": str(namespace_dir),
-                "PROMPTALIAS_SIDECAR_URL": namespace_sidecar.url,
-                "PROMPTALIAS_CACHE_DIR": str(self.tmp / "client-cache-namespace"),
-            },
-            drop=("MLFLOW_TRACKING_URI",),
-        )
-        self.app_namespace = observations(
-            self._start(
-                probe(
-                    "promptalias-reader-namespace",
-                    ["client", str(s.read_interval_s), uri["sync"]],
-                    self.logs,
-                    env=namespace_env,
-                )
-            )
-        )
+        _, self.app_namespace = self._sidecar_reader("sidecar-namespace", [], [uri["sync"]])
         db = str(bed.mlflow.run_dir / "mlflow.db")
         self.commits = observations(self._start(probe("mlflow-commits", ["commit", db], self.logs)))
         stock_args = ["mlflow", str(s.slow_read_interval_s), uri["stock"]]
