@@ -55,6 +55,11 @@ class StubClient:
         return PromptState(name, dict(self.aliases), {}, True)
 
 
+class StubTable:
+    def uids_where(self, *, endpoint: str, prompt: str) -> list[str]:
+        return ["uid-1"] if (endpoint, prompt) == (ENDPOINT, "invoice-parser") else []
+
+
 @dataclass
 class StubWorld:
     kube: StubKube = field(default_factory=StubKube)
@@ -62,9 +67,7 @@ class StubWorld:
     registries: dict[RegistryKey, KnownRegistry] = field(default_factory=dict)
     snapshots: dict[tuple[str, str], Snapshot] = field(default_factory=dict)
     poked: list[str] = field(default_factory=list)
-
-    def uids_where(self, *, endpoint: str, prompt: str) -> list[str]:
-        return ["uid-1"] if (endpoint, prompt) == (ENDPOINT, "invoice-parser") else []
+    table: StubTable = field(default_factory=StubTable)
 
     async def client(self, known: KnownRegistry) -> StubClient:
         return self.mlflow

@@ -144,7 +144,7 @@ class AliasPass:
             )
         if spec.version is not None:
             rivals = same_namespace(  # other namespaces: the tenancy check above
-                self.world.claims(prompt=spec.prompt, alias=spec.alias), self.namespace
+                self.world.table.claims(prompt=spec.prompt, alias=spec.alias), self.namespace
             )
             holder = winner(rivals, (known.endpoint, spec.prompt, spec.alias))
             if holder is not None and holder.uid != self.uid:
@@ -377,7 +377,7 @@ class AliasPass:
                 self.world.snapshots[snapshot_key(client, spec.prompt)] = Snapshot(updated, time.monotonic())
             # The poller will not see this move as a change (the snapshot already has it): wake the
             # other resources of this prompt (e.g. a follower of the same alias) ourselves.
-            others = self.world.uids_where(endpoint=known.endpoint, prompt=spec.prompt)
+            others = self.world.table.uids_where(endpoint=known.endpoint, prompt=spec.prompt)
             self.world.poke([uid for uid in others if uid != self.uid], fresh=False)
         if plan.release:
             await client.delete_prompt_tag(spec.prompt, owner_tag_key(spec.alias))

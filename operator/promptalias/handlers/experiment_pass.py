@@ -169,7 +169,7 @@ class ExperimentPass:
         cand_alias = spec.candidate.alias
         self.state.targets[self.uid] = (known, baseline.prompt)
         holder = winner(
-            self.world.claims(prompt=baseline.prompt, alias=cand_alias),
+            self.world.table.claims(prompt=baseline.prompt, alias=cand_alias),
             (known.endpoint, baseline.prompt, cand_alias),
         )
         refusal = self._refuse(known, WriteAction.CANDIDATE, baseline.prompt, cand_alias)

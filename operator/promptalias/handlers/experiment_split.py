@@ -108,7 +108,7 @@ def poke_experiments_for_prompt(memo: Any, endpoint: str, prompt: str) -> None:
     if world is None or state is None:
         return
     wanted = set()
-    for uid in world.uids_where(endpoint=endpoint, prompt=prompt):
+    for uid in world.table.uids_where(endpoint=endpoint, prompt=prompt):
         alias = world.aliases[uid]
         wanted.add((alias.namespace, alias.name))
     state.poke(
@@ -138,7 +138,7 @@ def entry_of(body: Mapping[str, Any]) -> ExperimentEntry | None:
 
 def baseline_uids(world: World, namespace: str, name: str) -> list[str]:
     """The uids of the PromptAlias `namespace/name` (one, or none)."""
-    return [uid for uid in world.uids_where(namespace=namespace) if world.aliases[uid].name == name]
+    return [uid for uid in world.table.uids_where(namespace=namespace) if world.aliases[uid].name == name]
 
 
 def publish(

@@ -65,7 +65,7 @@ def _on_registry_event(kind: RegistryKind, event: kopf.RawEvent, world: World) -
     identity_before = (before.uid, before.generation) if before else None
     identity_after = (after.uid, after.generation) if after else None
     if identity_before != identity_after:
-        world.poke(world.uids_where(registry=key), fresh=True)
+        world.poke(world.table.uids_where(registry=key), fresh=True)
 
 
 @kopf.on.event(GROUP, VERSION, PromptRegistry.PLURAL, when=in_scope)
@@ -94,7 +94,7 @@ async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
         world.poke(
             [
                 uid
-                for uid in world.uids_where(namespace=name)
+                for uid in world.table.uids_where(namespace=name)
                 if world.aliases[uid].registry.kind == RegistryKind.CLUSTER_PROMPT_REGISTRY
             ],
             fresh=True,
@@ -152,7 +152,7 @@ async def _check_registry(world: World, known: KnownRegistry, body: kopf.Body) -
     if conditions[0]["status"] == "True" and not _was_ready(previous):
         # The registry is back (or new): wake every alias that waits on it instead of letting each
         # sit out its own backoff.
-        world.poke(world.uids_where(registry=known.key), fresh=True)
+        world.poke(world.table.uids_where(registry=known.key), fresh=True)
     old_ready: dict[str, Any] = next((c for c in previous if c.get("type") == "Ready"), {})
     if (
         old_ready.get("status") != conditions[0]["status"]
@@ -180,7 +180,7 @@ async def _poll_prompts(world: World, known: KnownRegistry) -> bool:
 
     True when every prompt was read (a completed poll, counted in `promptalias_registry_polls_total`).
     """
-    prompts = {world.aliases[uid].prompt for uid in world.uids_where(endpoint=known.endpoint)}
+    prompts = {world.aliases[uid].prompt for uid in world.table.uids_where(endpoint=known.endpoint)}
     if not prompts:
         return True
     client = await world.client(known)
@@ -191,12 +191,12 @@ async def _poll_prompts(world: World, known: KnownRegistry) -> bool:
             state = None
         except RegistryError as exc:
             log.info("drift check of %s on %s failed: %s", prompt, known.key, exc)
-            world.poke(world.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
+            world.poke(world.table.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
             return False
         old = world.snapshots.get(snapshot_key(client, prompt))
         world.snapshots[snapshot_key(client, prompt)] = Snapshot(state, time.monotonic())
         if old is None or _aliases(old.state) != _aliases(state):
-            world.poke(world.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
+            world.poke(world.table.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
     return True
 
 

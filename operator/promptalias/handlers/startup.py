@@ -18,13 +18,13 @@ import kopf
 from promptalias.api.promptalias import PromptAlias, RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.handlers.alias_queue import AliasWorkers, wants_pass, workers_from_environment
-from promptalias.handlers.aliases import alias_entry
 from promptalias.handlers.registries import _known
 from promptalias.handlers.scope import SELECTOR
 from promptalias.handlers.state import World
 from promptalias.kube import Kube, KubeError
 from promptalias.projection.render import PROJECTION_SELECTOR
 from promptalias.projection.verify import owner_uid, valid_hash
+from promptalias.reconcile.alias_table import alias_entry
 from promptalias.reconcile.scope import selected
 from promptalias.reconcile.workqueue import Priority
 
@@ -100,7 +100,7 @@ async def _preload(world: World, namespaces: list[str]) -> None:
             if not wanted(body):
                 continue
             if (entry := alias_entry(body)) is not None:
-                world.track(entry)
+                world.table.track(entry)
                 world.remember(body)
                 # Queued here, served once kopf leases it (handlers/alias_queue.py); the ones the
                 # user changed while we were down go first, on one shared fresh read per prompt.

@@ -234,7 +234,7 @@ class Receiver:
 
     async def _refresh(self, known: KnownRegistry, prompt: str) -> None:
         world = self.world
-        uids = world.uids_where(endpoint=known.endpoint, prompt=prompt)
+        uids = world.table.uids_where(endpoint=known.endpoint, prompt=prompt)
         if not uids:
             return  # not a prompt this cluster uses (experiments use their baseline's prompt)
         try:
