@@ -1,5 +1,5 @@
 """The pure parts of handlers/experiment_analysis.py: conditions from a stored analysis, how the
-hook changes the pass's outcome, the status merge patch and the exported gauges."""
+hook changes the pass's outcome and the exported gauges."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from promptalias.handlers.experiment_analysis import (
     AnalysisHook,
     AnalysisReason,
     _conditions_of,
-    _merge,
     record_gauges,
     write_gauges,
 )
@@ -95,23 +94,6 @@ def test_hook_marks_the_outcome() -> None:
     assert AnalysisHook().apply(ready) == ready
     assert AnalysisHook(wake_after=2.0).delay(60.0) == 2.0
     assert AnalysisHook().delay(60.0) == 60.0
-
-
-def test_merge_patch_nulls_what_went_away() -> None:
-    old = AnalysisStatus.model_validate(
-        {
-            "looks": 1,
-            "decision": "Continue",
-            "reason": "x",
-            "dryRun": False,
-            "sampleRatio": {"baseline": 1, "candidate": 1, "observedShare": 0.5},
-        }
-    )
-    new = AnalysisStatus(looks=2, decision=AnalysisDecision.HOLD, reason="y", dry_run=False)
-    patch = _merge(old, new)
-    assert patch["sampleRatio"] is None
-    assert patch["looks"] == 2
-    assert _merge(None, new) == new.to_dict()
 
 
 def test_gauges_have_one_series_per_arm_and_bound() -> None:

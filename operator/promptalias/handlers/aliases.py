@@ -11,10 +11,11 @@ import kopf
 
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
-from promptalias.handlers.alias_queue import AliasWorkers, request_of, wants_pass
+from promptalias.handlers.alias_queue import AliasWorkers
 from promptalias.handlers.finalizers import Finalizer
 from promptalias.handlers.scope import in_scope, in_scope_async
 from promptalias.handlers.state import InvalidRegistryConfig, World
+from promptalias.reconcile.alias_requests import request_of, wants_pass
 from promptalias.reconcile.alias_table import alias_entry
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import Unresolved, resolve_registry

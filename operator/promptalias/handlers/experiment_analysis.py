@@ -16,7 +16,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from kubernetes.client.exceptions import ApiException
 
@@ -45,6 +45,7 @@ from promptalias.reconcile.analysis import (
 )
 from promptalias.reconcile.experiment import Baseline, Progress
 from promptalias.reconcile.experiment_status import Outcome
+from promptalias.reconcile.status_patch import merge_patch
 from promptalias.reconcile.timestamps import format_timestamp
 from promptalias.registry import MlflowRegistry
 from promptalias.sources.observe import observe
@@ -209,8 +210,11 @@ async def analysis_hook(
     )
     observed = await observe(analysis.metrics, ctx, baseline, exp.spec.candidate.alias, client)
     result = decide(analysis, observed, ctx)
+    stored = last.to_dict() if last is not None else {}
     try:
-        await kube.patch_status(PLURAL, namespace, name, {"analysis": _merge(last, result.status)})
+        await kube.patch_status(
+            PLURAL, namespace, name, {"analysis": merge_patch(stored, result.status.to_dict())}
+        )
     except KubeError as exc:
         log.warning("could not write the analysis of %s/%s: %s", namespace, name, exc)
         return _conditions_of(last)
@@ -230,20 +234,6 @@ def _interval(text: str) -> float:
     from promptalias.api.duration import parse_duration
 
     return parse_duration(text)
-
-
-def _merge(old: AnalysisStatus | None, new: AnalysisStatus) -> dict[str, Any]:
-    """A JSON merge patch from the stored analysis to the new one (dropped keys become null)."""
-
-    def diff(before: Any, after: Any) -> Any:
-        if not isinstance(after, dict) or not isinstance(before, dict):
-            return after
-        patch = {key: diff(before.get(key), value) for key, value in after.items()}
-        patch.update({key: None for key in before if key not in after})
-        return patch
-
-    result: dict[str, Any] = diff(old.to_dict() if old is not None else {}, new.to_dict())
-    return result
 
 
 async def _request(kube: Kube, namespace: str, name: str, result: Analysis) -> None:

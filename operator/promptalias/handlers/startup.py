@@ -17,13 +17,14 @@ import kopf
 
 from promptalias.api.promptalias import PromptAlias, RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
-from promptalias.handlers.alias_queue import AliasWorkers, wants_pass, workers_from_environment
+from promptalias.handlers.alias_queue import AliasWorkers, workers_from_environment
 from promptalias.handlers.registries import _known
 from promptalias.handlers.scope import SELECTOR
 from promptalias.handlers.state import World
 from promptalias.kube import Kube, KubeError
 from promptalias.projection.render import PROJECTION_SELECTOR
 from promptalias.projection.verify import owner_uid, valid_hash
+from promptalias.reconcile.alias_requests import wants_pass
 from promptalias.reconcile.alias_table import alias_entry
 from promptalias.reconcile.scope import selected
 from promptalias.reconcile.workqueue import Priority
