@@ -18,7 +18,7 @@ import kopf
 from promptalias.api.promptalias import PromptAlias, RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.handlers.alias_queue import AliasWorkers, workers_from_environment
-from promptalias.handlers.registries import _known
+from promptalias.handlers.registries import parse_registry
 from promptalias.handlers.scope import SELECTOR
 from promptalias.handlers.state import World
 from promptalias.kube import Kube, KubeError
@@ -95,7 +95,7 @@ async def _preload(world: World, namespaces: list[str]) -> None:
         for body in await world.kube.list_custom(PromptRegistry.PLURAL, scope):
             if not wanted(body):
                 continue
-            if (known := _known(RegistryKind.PROMPT_REGISTRY, body)) is not None:
+            if (known := parse_registry(RegistryKind.PROMPT_REGISTRY, body)) is not None:
                 world.registries[known.key] = known
         for body in await world.kube.list_custom(PromptAlias.PLURAL, scope):
             if not wanted(body):
@@ -118,7 +118,7 @@ async def _preload(world: World, namespaces: list[str]) -> None:
             if (uid := owner_uid(configmap)) is not None and (held := valid_hash(configmap)) is not None:
                 world.projection_hashes[uid] = held
     for body in await world.kube.list_custom(ClusterPromptRegistry.PLURAL, None):
-        if (known := _known(RegistryKind.CLUSTER_PROMPT_REGISTRY, body)) is not None:
+        if (known := parse_registry(RegistryKind.CLUSTER_PROMPT_REGISTRY, body)) is not None:
             world.registries[known.key] = known
 
 

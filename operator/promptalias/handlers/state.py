@@ -58,6 +58,21 @@ def snapshot_key(client: MlflowRegistry, prompt: str) -> tuple[str, str]:
     return (client.identity, prompt)
 
 
+def store_snapshot(
+    snapshots: dict[tuple[str, str], Snapshot], client: MlflowRegistry, prompt: str, state: PromptState | None
+) -> bool:
+    """Keep a fresh read of `prompt`; True when its aliases or tags moved since the last one we had
+    (or there was none): the poller's and the webhook's signal to wake the prompt's workers."""
+    key = snapshot_key(client, prompt)
+    old = snapshots.get(key)
+    snapshots[key] = Snapshot(state, time.monotonic())
+    return old is None or _marks(old.state) != _marks(state)
+
+
+def _marks(state: PromptState | None) -> tuple[dict[str, int], dict[str, str]] | None:
+    return None if state is None else (state.aliases, state.tags)
+
+
 @dataclass
 class _CachedClient:
     fingerprint: tuple[object, ...]

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from promptalias.api.promptalias import RegistryKind
 from promptalias.handlers.experiments import poke_experiments_for_prompt
-from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
+from promptalias.handlers.state import InvalidRegistryConfig, World, store_snapshot
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.reconcile.webhook_secret import SecretState, observe
@@ -247,10 +247,7 @@ class Receiver:
             log.info("webhook refresh of %s failed (%s); asking the poller to read now", prompt, exc)
             world.poll_trigger(known.endpoint).set()
             return
-        key = snapshot_key(client, prompt)
-        old = world.snapshots.get(key)
-        world.snapshots[key] = Snapshot(state, time.monotonic())
-        if old is None or _aliases(old.state) != _aliases(state):
+        if store_snapshot(world.snapshots, client, prompt, state):
             world.poke(uids, fresh=False)
             poke_experiments_for_prompt(self.memo, known.endpoint, prompt)
 
@@ -334,10 +331,6 @@ async def _read_all(request: web.Request, limit: int) -> bytes | None:
         if size > limit:
             return None
         chunks.append(chunk)
-
-
-def _aliases(state: PromptState | None) -> Any:
-    return None if state is None else (state.aliases, state.tags)
 
 
 async def read_webhook_secret(world: World, known: KnownRegistry) -> str:
