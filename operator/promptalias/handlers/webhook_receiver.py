@@ -31,11 +31,11 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from promptalias.api.promptalias import RegistryKind
 from promptalias.handlers.experiments import poke_experiments_for_prompt
 from promptalias.handlers.state import InvalidRegistryConfig, World, store_snapshot
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
+from promptalias.reconcile.webhook_route import PATH_PREFIX, route_key, split_listen
 from promptalias.reconcile.webhook_secret import SecretState, observe
 from promptalias.registry import PromptNotFound, PromptState, RegistryError
 from promptalias.registry.webhooks import (
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 LISTEN_ENV = "PROMPTALIAS_WEBHOOK_LISTEN"
 URL_ENV = "PROMPTALIAS_WEBHOOK_URL"
-PATH_PREFIX = "/mlflow/webhook"
-CLUSTER_SCOPE = "_cluster"  # namespaces never start with "_", so this path segment is unambiguous
 MAX_BODY_BYTES = 64 * 1024
 HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 10.0
@@ -124,11 +122,7 @@ class Receiver:
 
     async def deliver(self, request: web.Request) -> web.Response:
         scope, name = request.match_info["scope"], request.match_info["name"]
-        key = (
-            RegistryKey(RegistryKind.CLUSTER_PROMPT_REGISTRY, None, name)
-            if scope == CLUSTER_SCOPE
-            else RegistryKey(RegistryKind.PROMPT_REGISTRY, scope, name)
-        )
+        key = route_key(scope, name)
         known = self.world.registries.get(key)
         webhook = known.spec.webhook if known is not None else None
         if known is None or webhook is None or not webhook.enabled or webhook.secret_ref is None:
@@ -360,13 +354,6 @@ async def read_webhook_secret(world: World, known: KnownRegistry) -> str:
     return value
 
 
-def _split_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{LISTEN_ENV}={value!r}: write it as HOST:PORT, e.g. 127.0.0.1:8719")
-    return host.strip("[]"), int(port)
-
-
 @kopf.on.startup()
 async def start_receiver(memo: kopf.Memo, **_: Any) -> None:
     listen = os.environ.get(LISTEN_ENV)
@@ -390,7 +377,7 @@ async def start_receiver(memo: kopf.Memo, **_: Any) -> None:
                 "%s is set but %s is not: webhooks are registered but received nowhere", URL_ENV, LISTEN_ENV
             )
         return
-    host, port = _split_listen(listen)
+    host, port = split_listen(listen, LISTEN_ENV)
     receiver = Receiver(world, memo)
     try:
         await receiver.serve(host, port)

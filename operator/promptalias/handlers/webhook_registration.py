@@ -17,7 +17,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import kopf
 
@@ -27,9 +26,10 @@ from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.registries import parse_registry
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, World
-from promptalias.handlers.webhook_receiver import CLUSTER_SCOPE, URL_ENV, Receiver, read_webhook_secret
+from promptalias.handlers.webhook_receiver import URL_ENV, Receiver, read_webhook_secret
 from promptalias.reconcile.backoff import backoff
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey, key_of
+from promptalias.reconcile.webhook_route import webhook_url
 from promptalias.registry import RegistryError
 from promptalias.registry.webhooks import (
     DesiredWebhook,
@@ -45,12 +45,6 @@ CHECK_S = 60.0  # how often the registration is compared with the spec and the S
 FULL_CHECK_S = 600.0  # how often MLflow's list is read even when nothing seems to have changed
 MAX_BACKOFF_S = 300.0
 REMOVE_TIMEOUT_S = 10.0
-
-
-def webhook_url(base: str, key: RegistryKey) -> str:
-    """The URL MLflow calls for one registry: <base>/<namespace>/<name> or <base>/_cluster/<name>."""
-    scope = key.namespace if key.namespace is not None else CLUSTER_SCOPE
-    return f"{base.rstrip('/')}/{quote(scope, safe='')}/{quote(key.name, safe='')}"
 
 
 def _wake(memo: Any, key: RegistryKey) -> asyncio.Event:
