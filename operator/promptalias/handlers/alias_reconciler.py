@@ -17,9 +17,9 @@ from typing import Any, cast
 
 import kopf
 
-from promptalias.api.conditions import ConditionType, Reason, find_condition
+from promptalias.api.conditions import Reason
 from promptalias.api.duration import parse_duration
-from promptalias.api.promptalias import PromptAlias
+from promptalias.api.promptalias import PromptAlias, PromptAliasStatus
 from promptalias.handlers.authority import refuse_write
 from promptalias.handlers.metrics import METRICS, registry_label
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
@@ -43,6 +43,7 @@ from promptalias.reconcile.alias import (
 )
 from promptalias.reconcile.alias_requests import rollback_request, takeover_requested
 from promptalias.reconcile.audit import audit_tag, write_landed
+from promptalias.reconcile.events import alias_events
 from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
@@ -473,16 +474,6 @@ class AliasPass:
         # kopf only reads apiVersion, kind and metadata to build the Event's involvedObject.
         return cast(kopf.Body, self.body)
 
-    def _events(self, old: Any, outcome: Outcome) -> None:
-        for entry in (*outcome.prior, *([outcome.history] if outcome.history is not None else [])):
-            kopf.event(self._event_body, type="Normal", reason=str(entry.reason), message=entry.message or "")
-        previous = find_condition(old.conditions, ConditionType.READY)
-        if previous is None or previous.reason != outcome.reason or previous.message != outcome.message:
-            if not outcome.ready:
-                kopf.event(
-                    self._event_body, type="Warning", reason=str(outcome.reason), message=outcome.message
-                )
-            elif previous is not None and previous.reason != outcome.reason:
-                kopf.event(
-                    self._event_body, type="Normal", reason=str(outcome.reason), message=outcome.message
-                )
+    def _events(self, old: PromptAliasStatus, outcome: Outcome) -> None:
+        for event in alias_events(old, outcome):
+            kopf.event(self._event_body, type=event.type, reason=event.reason, message=event.message)
