@@ -29,7 +29,6 @@ from promptalias.projection.render import (
     ProjectionError,
     build_configmap,
     render_projection,
-    template_digest,
 )
 from promptalias.projection.verify import STALE
 from promptalias.reconcile.alias import (
@@ -299,7 +298,7 @@ class AliasPass:
         await self._write_mlflow(client, known, plan, state)
         if cm_body is not None:
             await self._apply_projection(cm_body)
-        digest = template_digest(version.template) if version is not None else None
+        digest = _digest(version) if version is not None else None
         return await self._finish(
             refused_outcome(settled_from_plan(plan, spec, digest=digest, config_map=configmap), self.refusal),
             delay=self._settled_delay(),
@@ -477,3 +476,9 @@ class AliasPass:
     def _events(self, old: PromptAliasStatus, outcome: Outcome) -> None:
         for event in alias_events(old, outcome):
             kopf.event(self._event_body, type=event.type, reason=event.reason, message=event.message)
+
+
+def _digest(version: PromptVersion) -> str:
+    from promptalias.projection.render import template_digest
+
+    return template_digest(version.template)
