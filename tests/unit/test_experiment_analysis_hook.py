@@ -1,22 +1,23 @@
-"""The pure parts of handlers/experiment_analysis.py: conditions from a stored analysis, how the
-hook changes the pass's outcome, the status merge patch and the exported gauges."""
+"""What the analysis adds to an experiment pass (reconcile/analysis_hook.py): conditions from a stored
+analysis, how the hook changes the pass's outcome, a look's context and its aftermath; and the gauges
+handlers/experiment_analysis.py exports."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from experiment_kit import THUMBS
-from promptalias.api.experiment import AnalysisDecision, AnalysisStatus, ExperimentAnalysis
-from promptalias.handlers.experiment_analysis import (
-    AnalysisHook,
-    AnalysisReason,
-    _conditions_of,
-    _merge,
-    record_gauges,
-    write_gauges,
+from experiment_kit import THUMBS, baseline, spec
+from promptalias.api.experiment import (
+    AnalysisDecision,
+    AnalysisStatus,
+    ExperimentAnalysis,
+    ExperimentHistoryEntry,
+    ExperimentPhase,
+    PromptExperiment,
 )
+from promptalias.handlers.experiment_analysis import record_gauges, write_gauges
 from promptalias.prometheus import TextWriter
 from promptalias.reconcile.analysis import (
     HOLD_QUERY_FAILED,
@@ -27,6 +28,15 @@ from promptalias.reconcile.analysis import (
     MetricData,
     decide,
 )
+from promptalias.reconcile.analysis_hook import (
+    AnalysisHook,
+    AnalysisReason,
+    after_look,
+    analysing,
+    conditions_of,
+    look_context,
+)
+from promptalias.reconcile.experiment import Progress
 from promptalias.reconcile.experiment_status import Outcome
 from promptalias.reconcile.stats import Summary
 
@@ -70,7 +80,7 @@ def stored(decision: AnalysisDecision, reason: str = "", dry_run: bool = False) 
 def test_conditions_from_the_stored_analysis(
     status: AnalysisStatus | None, reconciling: str | None, stalled: str | None
 ) -> None:
-    hook = _conditions_of(status)
+    hook = conditions_of(status)
     assert (hook.reconciling, hook.stalled) == (reconciling, stalled)
 
 
@@ -97,21 +107,58 @@ def test_hook_marks_the_outcome() -> None:
     assert AnalysisHook().delay(60.0) == 60.0
 
 
-def test_merge_patch_nulls_what_went_away() -> None:
-    old = AnalysisStatus.model_validate(
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [
+        (Progress(ExperimentPhase.PROGRESSING, 50, None), True),
+        (Progress(ExperimentPhase.PAUSED, 10, 0), True),  # a paused step still serves its split
+        (Progress(ExperimentPhase.PROGRESSING, 50, None, promote=True), False),
+        (Progress(ExperimentPhase.PROGRESSING, 0, 0), False),
+        (Progress(ExperimentPhase.PROMOTED, 100, None), False),
+        (Progress(None, 50, None), False),
+    ],
+    ids=str,
+)
+def test_analysing_only_while_a_split_is_served(progress: Progress, expected: bool) -> None:
+    assert analysing(progress) is expected
+
+
+def entry(reason: str, minutes: int, weight: int) -> ExperimentHistoryEntry:
+    return ExperimentHistoryEntry.model_validate(
+        {"time": NOW + timedelta(minutes=minutes), "reason": reason, "weight": weight}
+    )
+
+
+def test_a_look_judges_the_current_split_since_it_began() -> None:
+    exp = PromptExperiment.model_validate(
         {
-            "looks": 1,
-            "decision": "Continue",
-            "reason": "x",
-            "dryRun": False,
-            "sampleRatio": {"baseline": 1, "candidate": 1, "observedShare": 0.5},
+            "metadata": {"name": "e", "namespace": "billing"},
+            "spec": spec(steps=[{"weight": 10}, {"weight": 50}]).to_dict(),
+            "status": {
+                "history": [entry("Started", 0, 10).to_dict()],
+                "analysis": stored(AnalysisDecision.CONTINUE).to_dict(),
+            },
         }
     )
-    new = AnalysisStatus(looks=2, decision=AnalysisDecision.HOLD, reason="y", dry_run=False)
-    patch = _merge(old, new)
-    assert patch["sampleRatio"] is None
-    assert patch["looks"] == 2
-    assert _merge(None, new) == new.to_dict()
+    moved = Progress(ExperimentPhase.PROGRESSING, 50, 1, history=(entry("StepAdvanced", 30, 50),))
+    ctx = look_context(exp, moved, baseline(resolved_version=2), NOW + timedelta(hours=1))
+    assert (ctx.started, ctx.window_start) == (NOW, NOW + timedelta(minutes=30))
+    assert (ctx.weight, ctx.splits, ctx.looks) == (50, 3, 3)
+    assert (ctx.baseline_version, ctx.candidate_version) == (2, 4)
+    first = PromptExperiment.model_validate({"metadata": {"name": "e"}, "spec": spec().to_dict()})
+    ctx = look_context(first, Progress(ExperimentPhase.PROGRESSING, 50, None), baseline(), NOW)
+    assert (ctx.started, ctx.window_start, ctx.splits, ctx.looks) == (NOW, NOW, 1, 0)
+
+
+def test_after_a_look_the_next_is_an_interval_away_and_a_new_decision_is_history() -> None:
+    analysis = ExperimentAnalysis.model_validate({"metrics": [THUMBS]})
+    thin = MetricData(ArmData(n=5, summary=Summary.rate(5, 2)), ArmData(n=5, summary=Summary.rate(5, 3)))
+    result = decide(analysis, {"thumbs": thin}, Context(now=NOW, started=NOW, window_start=NOW, weight=50))
+    progress = Progress(ExperimentPhase.PROGRESSING, 50, None)
+    hook = after_look(None, result, progress, interval_s=300.0)
+    assert (hook.reconciling, hook.wake_after) == (AnalysisReason.ANALYSING, 300.0)
+    assert [e.reason for e in hook.history] == [f"Analysis{result.decision.value}"]
+    assert after_look(result.status, result, progress, interval_s=300.0).history == []
 
 
 def test_gauges_have_one_series_per_arm_and_bound() -> None:

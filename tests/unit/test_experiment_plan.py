@@ -13,7 +13,7 @@ import pytest
 from experiment_kit import baseline, spec
 from promptalias.api.conditions import KstatusOutcome, Reason, kstatus_conditions
 from promptalias.api.experiment import ExperimentPhase, PromptExperimentStatus
-from promptalias.handlers.experiment_split import ExperimentEntry, ExperimentState
+from promptalias.handlers.experiment_split import ExperimentState
 from promptalias.reconcile.audit import parse_audit_tag
 from promptalias.reconcile.experiment import Baseline, ExperimentReason, HistoryReason, Progress
 from promptalias.reconcile.experiment_candidate import (
@@ -24,6 +24,7 @@ from promptalias.reconcile.experiment_candidate import (
     plan_candidate,
     split_held,
 )
+from promptalias.reconcile.experiment_index import ExperimentEntry
 from promptalias.reconcile.experiment_promotion import PromotionPlan, PromotionStep, plan_promotion
 from promptalias.reconcile.experiment_status import stalled, synced, terminal, unavailable
 from promptalias.reconcile.ownership import Owner

@@ -8,7 +8,8 @@ from typing import Any, cast
 from promptalias.api.promptalias import RegistryKind
 from promptalias.api.registry import ClusterPromptRegistrySpec, PromptRegistrySpec
 from promptalias.handlers.authority import alias_claims, refuse_write
-from promptalias.handlers.state import AliasEntry, World
+from promptalias.handlers.state import World
+from promptalias.reconcile.alias_table import AliasEntry
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.reconcile.tenancy import Authority, WriteAction
 
@@ -50,7 +51,7 @@ def add(
     prompt: str = "invoice-parser",
 ) -> None:
     uid = f"{namespace}-{name}"
-    w.track(
+    w.table.track(
         AliasEntry(
             uid,
             namespace,

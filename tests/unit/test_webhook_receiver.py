@@ -21,7 +21,7 @@ import pytest
 from promptalias.api.promptalias import RegistryKind
 from promptalias.api.registry import PromptRegistrySpec
 from promptalias.handlers.state import Snapshot
-from promptalias.handlers.webhooks import CLUSTER_SCOPE, PATH_PREFIX, Receiver, webhook_url
+from promptalias.handlers.webhooks import CLUSTER_SCOPE, PATH_PREFIX, Receiver
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.registry import PromptState
 from promptalias.registry.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -55,6 +55,11 @@ class StubClient:
         return PromptState(name, dict(self.aliases), {}, True)
 
 
+class StubTable:
+    def uids_where(self, *, endpoint: str, prompt: str) -> list[str]:
+        return ["uid-1"] if (endpoint, prompt) == (ENDPOINT, "invoice-parser") else []
+
+
 @dataclass
 class StubWorld:
     kube: StubKube = field(default_factory=StubKube)
@@ -62,9 +67,7 @@ class StubWorld:
     registries: dict[RegistryKey, KnownRegistry] = field(default_factory=dict)
     snapshots: dict[tuple[str, str], Snapshot] = field(default_factory=dict)
     poked: list[str] = field(default_factory=list)
-
-    def uids_where(self, *, endpoint: str, prompt: str) -> list[str]:
-        return ["uid-1"] if (endpoint, prompt) == (ENDPOINT, "invoice-parser") else []
+    table: StubTable = field(default_factory=StubTable)
 
     async def client(self, known: KnownRegistry) -> StubClient:
         return self.mlflow
@@ -227,20 +230,6 @@ def test_a_rotated_secret_is_read_again_before_refusing() -> None:
         assert (await post("billing/mlflow", *delivery()))[0] == 401
 
     serve(world, check)
-
-
-@pytest.mark.parametrize(
-    ("key", "expected"),
-    [
-        (KEY, "https://hooks.example/mlflow/webhook/billing/mlflow"),
-        (
-            RegistryKey(RegistryKind.CLUSTER_PROMPT_REGISTRY, None, "shared"),
-            "https://hooks.example/mlflow/webhook/_cluster/shared",
-        ),
-    ],
-)
-def test_webhook_urls(key: RegistryKey, expected: str) -> None:
-    assert webhook_url("https://hooks.example/mlflow/webhook/", key) == expected
 
 
 # ---- hardening: the port faces the network ---------------------------------------------------------

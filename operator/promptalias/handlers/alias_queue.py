@@ -22,17 +22,16 @@ import contextvars
 import logging
 import os
 import time
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 import kopf
 
 from promptalias.handlers.alias_reconciler import AliasPass, PassResult
 from promptalias.handlers.metrics import METRICS
 from promptalias.handlers.state import World
+from promptalias.reconcile.alias_requests import wants_pass
 from promptalias.reconcile.backoff import backoff
 from promptalias.reconcile.workqueue import Priority, Work
-from promptalias.vocabulary import ALIAS_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -196,28 +195,9 @@ class AliasWorkers:
             )
 
 
-def request_of(body: Mapping[str, Any]) -> tuple[object, dict[str, str]]:
-    """What a user asks of a PromptAlias: its generation and its request annotations."""
-    meta = body.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    return meta.get("generation"), {k: v for k, v in annotations.items() if k in ALIAS_REQUEST_ANNOTATIONS}
-
-
-def wants_pass(body: Mapping[str, Any]) -> bool:
-    """The user asked for something: spec not yet handled (status behind the generation), or a
-    one-shot request annotation (rollback-to, takeover) waiting."""
-    meta = body.get("metadata") or {}
-    status = body.get("status") or {}
-    if status.get("observedGeneration") != meta.get("generation"):
-        return True
-    return bool(set(ALIAS_REQUEST_ANNOTATIONS) & set(meta.get("annotations") or {}))
-
-
 __all__ = [
     "DEFAULT_WORKERS",
     "WORKERS_ENV",
     "AliasWorkers",
-    "request_of",
-    "wants_pass",
     "workers_from_environment",
 ]

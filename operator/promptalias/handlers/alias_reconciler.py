@@ -18,9 +18,9 @@ from typing import Any, cast
 
 import kopf
 
-from promptalias.api.conditions import ConditionType, Reason, find_condition
+from promptalias.api.conditions import Reason
 from promptalias.api.duration import parse_duration
-from promptalias.api.promptalias import PromptAlias
+from promptalias.api.promptalias import PromptAlias, PromptAliasStatus
 from promptalias.handlers.authority import refuse_write
 from promptalias.handlers.metrics import METRICS, registry_label
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
@@ -41,12 +41,14 @@ from promptalias.reconcile.alias import (
     settle,
     settled_from_plan,
 )
+from promptalias.reconcile.alias_requests import rollback_request, takeover_requested
 from promptalias.reconcile.audit import audit_tag, write_landed
+from promptalias.reconcile.events import alias_events
 from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.ownership import Owner, owner_tag_key, winner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, registry_key, resolve_registry
+from promptalias.reconcile.status_patch import merge_patch, worth_writing
 from promptalias.reconcile.tenancy import Refusal, WriteAction, refused_outcome, same_namespace
-from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.registry import (
     MlflowRegistry,
     PromptNotFound,
@@ -83,21 +85,6 @@ class PassResult:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _takeover_requested(meta: Mapping[str, Any]) -> bool:
-    return (meta.get("annotations") or {}).get(TAKEOVER_ANNOTATION) == "true"
-
-
-def _rollback_request(meta: Mapping[str, Any]) -> int | None:
-    value = (meta.get("annotations") or {}).get(ROLLBACK_ANNOTATION)
-    if value is None:
-        return None
-    try:
-        version = int(str(value).split("@", 1)[0])
-    except ValueError:
-        return None
-    return version if version >= 1 else None
 
 
 class AliasPass:
@@ -146,7 +133,7 @@ class AliasPass:
             )
         if spec.version is not None:
             rivals = same_namespace(  # other namespaces: the tenancy check above
-                self.world.claims(prompt=spec.prompt, alias=spec.alias), self.namespace
+                self.world.table.claims(prompt=spec.prompt, alias=spec.alias), self.namespace
             )
             holder = winner(rivals, (known.endpoint, spec.prompt, spec.alias))
             if holder is not None and holder.uid != self.uid:
@@ -177,7 +164,7 @@ class AliasPass:
     # ---- tenancy: every write needs authority (docs/operator.md, Tenancy) --------------------------
 
     def _refuse_pin(self, known: KnownRegistry) -> Refusal | None:
-        action = WriteAction.TAKEOVER if _takeover_requested(self.meta) else WriteAction.PIN
+        action = WriteAction.TAKEOVER if takeover_requested(self.meta) else WriteAction.PIN
         spec = self.pa.spec
         return refuse_write(
             self.world, known, action, namespace=self.namespace, prompt=spec.prompt, alias=spec.alias
@@ -234,7 +221,7 @@ class AliasPass:
             )
         current = state.aliases.get(spec.alias) if state is not None else None
         owner_mark = Owner.from_tag(state.tags.get(owner_tag_key(spec.alias))) if state is not None else None
-        rollback_to = _rollback_request(self.meta)
+        rollback_to = rollback_request(self.meta)
         self.refusal = self._refuse_rollback(known, rollback_to)
         plan = plan_alias(
             spec,
@@ -246,7 +233,7 @@ class AliasPass:
             now=self.now,
             spec_actor=version_actor(self.meta.get("managedFields")),
             rollback_to=None if self.refusal is not None else rollback_to,
-            takeover=_takeover_requested(self.meta),
+            takeover=takeover_requested(self.meta),
             pending_landed=await self._pending_landed(client, current),
         )
         if plan.blocked is not None:
@@ -343,7 +330,7 @@ class AliasPass:
         new = intend(old, plan, spec=self.pa.spec)
         try:
             stored = await self.world.kube.patch_status(
-                PLURAL, self.namespace, self.name, _with_nulls(old.to_dict(), new.to_dict())
+                PLURAL, self.namespace, self.name, merge_patch(old.to_dict(), new.to_dict())
             )
         except KubeError as exc:
             log.warning("could not record the pending move of %s/%s: %s", self.namespace, self.name, exc)
@@ -386,7 +373,7 @@ class AliasPass:
                 self.world.snapshots[snapshot_key(client, spec.prompt)] = Snapshot(updated, time.monotonic())
             # The poller will not see this move as a change (the snapshot already has it): wake the
             # other resources of this prompt (e.g. a follower of the same alias) ourselves.
-            others = self.world.uids_where(endpoint=known.endpoint, prompt=spec.prompt)
+            others = self.world.table.uids_where(endpoint=known.endpoint, prompt=spec.prompt)
             self.world.poke([uid for uid in others if uid != self.uid], fresh=False)
         if plan.release:
             await client.delete_prompt_tag(spec.prompt, owner_tag_key(spec.alias))
@@ -399,9 +386,9 @@ class AliasPass:
     async def _consume_requests(self) -> None:
         """One-shot requests (like Argo CD's refresh annotation) are removed once handled."""
         handled: dict[str, str | None] = {}
-        if _rollback_request(self.meta) is not None and self.refusal is None:  # refused: kept, shown
+        if rollback_request(self.meta) is not None and self.refusal is None:  # refused: kept, shown
             handled[ROLLBACK_ANNOTATION] = None
-        if _takeover_requested(self.meta):
+        if takeover_requested(self.meta):
             handled[TAKEOVER_ANNOTATION] = None
         if handled:
             self.world.remember(
@@ -477,10 +464,10 @@ class AliasPass:
         new = settle(old, outcome, spec=self.pa.spec, generation=self.generation, now=self.now)
         old_dict = old.to_dict()
         new_dict = new.to_dict()
-        if _differs(old_dict, new_dict, self.refresh_s):
+        if worth_writing(old_dict, new_dict, self.refresh_s):
             try:
                 stored = await self.world.kube.patch_status(
-                    PLURAL, self.namespace, self.name, _with_nulls(old_dict, new_dict)
+                    PLURAL, self.namespace, self.name, merge_patch(old_dict, new_dict)
                 )
                 self.world.remember(stored)
                 stage("status", self.key, self.pa.spec.version)
@@ -495,19 +482,9 @@ class AliasPass:
         # kopf only reads apiVersion, kind and metadata to build the Event's involvedObject.
         return cast(kopf.Body, self.body)
 
-    def _events(self, old: Any, outcome: Outcome) -> None:
-        for entry in (*outcome.prior, *([outcome.history] if outcome.history is not None else [])):
-            kopf.event(self._event_body, type="Normal", reason=str(entry.reason), message=entry.message or "")
-        previous = find_condition(old.conditions, ConditionType.READY)
-        if previous is None or previous.reason != outcome.reason or previous.message != outcome.message:
-            if not outcome.ready:
-                kopf.event(
-                    self._event_body, type="Warning", reason=str(outcome.reason), message=outcome.message
-                )
-            elif previous is not None and previous.reason != outcome.reason:
-                kopf.event(
-                    self._event_body, type="Normal", reason=str(outcome.reason), message=outcome.message
-                )
+    def _events(self, old: PromptAliasStatus, outcome: Outcome) -> None:
+        for event in alias_events(old, outcome):
+            kopf.event(self._event_body, type=event.type, reason=event.reason, message=event.message)
 
 
 async def _best_effort(write: Awaitable[None]) -> None:
@@ -520,33 +497,3 @@ def _digest(version: PromptVersion) -> str:
     from promptalias.projection.render import template_digest
 
     return template_digest(version.template)
-
-
-def _differs(old: Mapping[str, Any], new: Mapping[str, Any], refresh_s: float) -> bool:
-    """Write status when anything but lastSyncTime changed, or lastSyncTime is older than a refresh."""
-
-    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in status.items() if k != "lastSyncTime"}
-
-    if strip(old) != strip(new):
-        return True
-    old_sync, new_sync = old.get("lastSyncTime"), new.get("lastSyncTime")
-    if old_sync == new_sync:
-        return False
-    old_time, new_time = parse_timestamp(old_sync), parse_timestamp(new_sync)
-    if old_time is None or new_time is None:
-        return True
-    elapsed = (new_time - old_time).total_seconds()
-    return elapsed >= max(refresh_s, 1.0)
-
-
-def _with_nulls(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch that also removes fields present before and gone now (in nested objects too:
-    a merge patch merges objects, so e.g. a new pendingMove must null the old one's extra fields)."""
-    patch: dict[str, Any] = dict(new)
-    for key, value in old.items():
-        if key not in new:
-            patch[key] = None
-        elif isinstance(value, Mapping) and isinstance(new[key], Mapping):
-            patch[key] = _with_nulls(value, new[key])
-    return patch

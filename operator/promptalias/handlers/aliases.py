@@ -5,21 +5,20 @@ a finalizer applies the deletion policy."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from promptalias.api.promptalias import DeletionPolicy, PromptAlias
 from promptalias.api.types import GROUP, VERSION
-from promptalias.handlers.alias_queue import AliasWorkers, request_of, wants_pass
+from promptalias.handlers.alias_queue import AliasWorkers
 from promptalias.handlers.finalizers import Finalizer
 from promptalias.handlers.scope import in_scope, in_scope_async
-from promptalias.handlers.state import AliasEntry, InvalidRegistryConfig, World
+from promptalias.handlers.state import InvalidRegistryConfig, World
+from promptalias.reconcile.alias_requests import request_of, wants_pass
+from promptalias.reconcile.alias_table import alias_entry
 from promptalias.reconcile.ownership import Owner
-from promptalias.reconcile.registry import Unresolved, registry_key, resolve_registry
-from promptalias.reconcile.timestamps import parse_timestamp
+from promptalias.reconcile.registry import Unresolved, resolve_registry
 from promptalias.reconcile.workqueue import Priority
 from promptalias.registry import RegistryError
 from promptalias.stages import stage
@@ -27,26 +26,6 @@ from promptalias.stages import stage
 log = logging.getLogger(__name__)
 
 DELETION_TIMEOUT_S = 300.0
-
-
-def alias_entry(body: Mapping[str, Any]) -> AliasEntry | None:
-    meta = body.get("metadata", {})
-    spec = body.get("spec", {})
-    try:
-        ref = PromptAlias.from_body(body).spec.registry_ref
-    except ValueError:
-        return None
-    return AliasEntry(
-        uid=str(meta.get("uid")),
-        namespace=str(meta.get("namespace")),
-        name=str(meta.get("name")),
-        registry=registry_key(ref, str(meta.get("namespace"))),
-        prompt=str(spec.get("prompt")),
-        alias=str(spec.get("alias")),
-        created=parse_timestamp(meta.get("creationTimestamp")) or datetime.now(UTC),
-        writes=spec.get("version") is not None,
-        deleting=meta.get("deletionTimestamp") is not None,
-    )
 
 
 @kopf.on.event(GROUP, VERSION, PromptAlias.PLURAL, when=in_scope)
@@ -67,14 +46,14 @@ async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     else:
         now = alias_entry(body)
         if now is not None:
-            world.track(now)
+            world.table.track(now)
             world.remember(body)
     # A change of writer or a departure can hand the alias to a rival: let them re-check.
     if before is not None and (now is None or now.deleting != before.deleting or now.writes != before.writes):
-        rivals = world.uids_where(prompt=before.prompt, alias=before.alias)
+        rivals = world.table.uids_where(prompt=before.prompt, alias=before.alias)
         world.poke([u for u in rivals if u != uid], fresh=True)
     if now is not None and before is None:
-        rivals = world.uids_where(prompt=now.prompt, alias=now.alias)
+        rivals = world.table.uids_where(prompt=now.prompt, alias=now.alias)
         world.poke([u for u in rivals if u != uid], fresh=True)
     # A user's request is a new generation or a new request annotation; our own status writes
     # and kopf's finalizer patch change neither, and the watch replays what the start-up listing

@@ -26,7 +26,7 @@ def authority_of(world: World, registry: RegistryKey, namespace: str, prompt: st
 def alias_claims(world: World, endpoint: str, prompt: str, alias: str) -> list[AliasClaim]:
     """Every live PromptAlias on (endpoint, prompt, alias), pinned or following, with its authority."""
     claims = []
-    for uid in world.uids_where(endpoint=endpoint, prompt=prompt, alias=alias):
+    for uid in world.table.uids_where(endpoint=endpoint, prompt=prompt, alias=alias):
         entry = world.aliases[uid]
         if entry.deleting:
             continue

@@ -7,44 +7,33 @@ the way a person would: a promotion or abort is the `promptalias.io/promote` / `
 annotation, set with the field manager `promptalias-analysis`, so it takes the same path as
 `promptalias experiment promote` (GitOps baselines get the Git change reported) and the history
 names the analysis as the actor. The experiment pass calls `analysis_hook` and applies the returned
-`AnalysisHook` to its outcome (conditions) and delay.
+`AnalysisHook` (reconcile/analysis_hook.py) to its outcome (conditions) and delay.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from kubernetes.client.exceptions import ApiException
 
-from promptalias.api.experiment import (
-    AnalysisDecision,
-    AnalysisStatus,
-    ExperimentHistoryEntry,
-    PromptExperiment,
-)
+from promptalias.api.duration import parse_duration
+from promptalias.api.experiment import AnalysisDecision, AnalysisStatus, PromptExperiment
 from promptalias.api.types import GROUP, VERSION
 from promptalias.kube import Kube, KubeError
 from promptalias.prometheus import Sample, TextWriter
-from promptalias.reconcile.analysis import (
-    ANALYSIS_ACTOR,
-    HOLD_QUERY_FAILED,
-    HOLD_SAMPLE_RATIO,
-    HOLD_UNAVAILABLE,
-    Analysis,
-    Context,
-    decide,
-    due_in,
-    experiment_started,
-    history_entry,
-    split_count,
-    split_start,
+from promptalias.reconcile.analysis import ANALYSIS_ACTOR, Analysis, decide, due_in
+from promptalias.reconcile.analysis_hook import (
+    AnalysisHook,
+    after_look,
+    analysing,
+    conditions_of,
+    look_context,
 )
 from promptalias.reconcile.experiment import Baseline, Progress
-from promptalias.reconcile.experiment_status import Outcome
+from promptalias.reconcile.status_patch import merge_patch
 from promptalias.reconcile.timestamps import format_timestamp
 from promptalias.registry import MlflowRegistry
 from promptalias.sources.observe import observe
@@ -53,68 +42,6 @@ from promptalias.vocabulary import ABORT_ANNOTATION, PROMOTE_ANNOTATION
 log = logging.getLogger(__name__)
 
 PLURAL: Final = PromptExperiment.PLURAL
-
-
-class AnalysisReason:
-    """Condition reasons of the analysis (docs/experiments.md, *Analysis*)."""
-
-    ANALYSING = "Analysing"
-    """Reconciling: the analysis runs and has not decided yet (Pending or Continue)."""
-    UNAVAILABLE = "AnalysisUnavailable"
-    """Reconciling: a metric source is down; the experiment holds and the next look retries."""
-    QUERY_FAILED = "AnalysisQueryFailed"
-    """Stalled: a query or source setting is wrong (Prometheus refused it, unknown experiment)."""
-    SAMPLE_RATIO_MISMATCH = "SampleRatioMismatch"
-    """Stalled: the arms' counts do not match the weight (routing/client bug); holding."""
-
-
-@dataclass
-class AnalysisHook:
-    """What the experiment pass applies after the analysis."""
-
-    history: list[ExperimentHistoryEntry] = field(default_factory=list)
-    reconciling: str | None = None
-    stalled: str | None = None
-    message: str | None = None
-    wake_after: float | None = None
-
-    def apply(self, outcome: Outcome) -> Outcome:
-        """The pass's outcome with the analysis' conditions (a promotion in progress wins)."""
-        if self.stalled is not None and not outcome.stalled and outcome.ready:
-            return replace(
-                outcome, ready=False, reason=self.stalled, message=self.message or "", stalled=True
-            )
-        if self.reconciling is not None and not outcome.reconciling and outcome.ready:
-            return replace(
-                outcome,
-                reconciling=True,
-                reconciling_reason=self.reconciling,
-                message=f"{outcome.message}; analysis: {self.message}"[:32768]
-                if self.message
-                else outcome.message,
-            )
-        return outcome
-
-    def delay(self, delay: float) -> float:
-        return delay if self.wake_after is None else min(delay, max(0.05, self.wake_after))
-
-
-def _conditions_of(status: AnalysisStatus | None) -> AnalysisHook:
-    """The conditions a stored analysis implies (passes between looks keep them steady)."""
-    if status is None:
-        return AnalysisHook(reconciling=AnalysisReason.ANALYSING, message="waiting for the first analysis")
-    if status.decision == AnalysisDecision.HOLD:
-        for prefix, hook in (
-            (HOLD_QUERY_FAILED, AnalysisHook(stalled=AnalysisReason.QUERY_FAILED)),
-            (HOLD_SAMPLE_RATIO, AnalysisHook(stalled=AnalysisReason.SAMPLE_RATIO_MISMATCH)),
-            (HOLD_UNAVAILABLE, AnalysisHook(reconciling=AnalysisReason.UNAVAILABLE)),
-        ):
-            if status.reason.startswith(prefix):
-                hook.message = status.reason
-                return hook
-    if status.decision in (AnalysisDecision.PENDING, AnalysisDecision.CONTINUE) or status.dry_run:
-        return AnalysisHook(reconciling=AnalysisReason.ANALYSING, message=status.reason)
-    return AnalysisHook()  # decided (Promote/Abort act through the annotation) or held at maxDuration
 
 
 # ---- Prometheus gauges of the last analyses (the Grafana "Analysis" row) -------------------------
@@ -187,63 +114,31 @@ async def analysis_hook(
 ) -> AnalysisHook:
     """Run the analysis when it is due; `exp.status.analysis` is updated in place once written."""
     analysis = exp.spec.analysis
-    running = progress.publishes and not progress.promote and progress.weight > 0
-    if analysis is None or not running:
+    if analysis is None or not analysing(progress):
         return AnalysisHook()
     last = exp.status.analysis
     due = due_in(analysis, last, now)
     if due > 0:
-        hook = _conditions_of(last)
+        hook = conditions_of(last)
         hook.wake_after = due
         return hook
-    history = [*exp.status.history, *progress.history]
-    ctx = Context(
-        now=now,
-        started=experiment_started(history, now),
-        window_start=split_start(history, now),
-        weight=progress.weight,
-        splits=split_count(len(exp.spec.steps)) if exp.spec.steps else 1,
-        baseline_version=baseline.resolved_version,
-        candidate_version=exp.spec.candidate.version,
-        looks=last.looks if last is not None else 0,
-    )
+    ctx = look_context(exp, progress, baseline, now)
     observed = await observe(analysis.metrics, ctx, baseline, exp.spec.candidate.alias, client)
     result = decide(analysis, observed, ctx)
+    stored = last.to_dict() if last is not None else {}
     try:
-        await kube.patch_status(PLURAL, namespace, name, {"analysis": _merge(last, result.status)})
+        await kube.patch_status(
+            PLURAL, namespace, name, {"analysis": merge_patch(stored, result.status.to_dict())}
+        )
     except KubeError as exc:
         log.warning("could not write the analysis of %s/%s: %s", namespace, name, exc)
-        return _conditions_of(last)
+        return conditions_of(last)
     exp.status = exp.status.model_copy(update={"analysis": result.status})
     record_gauges(namespace, name, result.status)
-    hook = _conditions_of(result.status)
-    hook.wake_after = _interval(analysis.interval)
-    entry = history_entry(last, result, phase=progress.phase, weight=progress.weight, step=progress.step)
-    if entry is not None:
-        hook.history.append(entry)
+    hook = after_look(last, result, progress, interval_s=parse_duration(analysis.interval))
     if result.acts:
         await _request(kube, namespace, name, result)
     return hook
-
-
-def _interval(text: str) -> float:
-    from promptalias.api.duration import parse_duration
-
-    return parse_duration(text)
-
-
-def _merge(old: AnalysisStatus | None, new: AnalysisStatus) -> dict[str, Any]:
-    """A JSON merge patch from the stored analysis to the new one (dropped keys become null)."""
-
-    def diff(before: Any, after: Any) -> Any:
-        if not isinstance(after, dict) or not isinstance(before, dict):
-            return after
-        patch = {key: diff(before.get(key), value) for key, value in after.items()}
-        patch.update({key: None for key in before if key not in after})
-        return patch
-
-    result: dict[str, Any] = diff(old.to_dict() if old is not None else {}, new.to_dict())
-    return result
 
 
 async def _request(kube: Kube, namespace: str, name: str, result: Analysis) -> None:
@@ -268,4 +163,4 @@ async def _request(kube: Kube, namespace: str, name: str, result: Analysis) -> N
         log.warning("could not request %s of %s/%s: %s %s", key, namespace, name, exc.status, exc.reason)
 
 
-__all__ = ["AnalysisHook", "AnalysisReason", "analysis_hook", "record_gauges", "write_gauges"]
+__all__ = ["analysis_hook", "record_gauges", "write_gauges"]

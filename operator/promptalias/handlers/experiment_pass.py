@@ -33,6 +33,7 @@ from promptalias.handlers.experiment_split import ExperimentState, baseline_uids
 from promptalias.handlers.state import InvalidRegistryConfig, World
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.backoff import backoff
+from promptalias.reconcile.events import experiment_events
 from promptalias.reconcile.experiment import Baseline, Blocked, Progress, advance, read_requests
 from promptalias.reconcile.experiment_candidate import (
     baseline_missing,
@@ -169,7 +170,7 @@ class ExperimentPass:
         cand_alias = spec.candidate.alias
         self.state.targets[self.uid] = (known, baseline.prompt)
         holder = winner(
-            self.world.claims(prompt=baseline.prompt, alias=cand_alias),
+            self.world.table.claims(prompt=baseline.prompt, alias=cand_alias),
             (known.endpoint, baseline.prompt, cand_alias),
         )
         refusal = self._refuse(known, WriteAction.CANDIDATE, baseline.prompt, cand_alias)
@@ -369,19 +370,8 @@ class ExperimentPass:
         self, old: PromptExperimentStatus, new: PromptExperimentStatus, outcome: Outcome, progress: Progress
     ) -> None:
         body = cast(kopf.Body, self.body)
-        written = (() if outcome.keep_progress else progress.history) + outcome.extra_history
-        for entry in written:
-            kopf.event(body, type="Normal", reason=entry.reason, message=entry.message or "")
-        for reason, message in self.warnings:
-            kopf.event(body, type="Warning", reason=reason, message=message)
-        before = old.condition("Ready")
-        after = new.condition("Ready")
-        if (
-            after is not None
-            and not outcome.ready
-            and (before is None or before.reason != after.reason or before.message != after.message)
-        ):
-            kopf.event(body, type="Warning", reason=after.reason, message=after.message)
+        for event in experiment_events(old, new, outcome, progress, self.warnings):
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 __all__ = ["FIELD_MANAGER", "IDLE_RECHECK_S", "ExperimentPass", "PassResult"]

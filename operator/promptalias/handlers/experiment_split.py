@@ -1,10 +1,11 @@
 """Which experiment splits which baseline, and publishing that split into the baseline's projection.
 
-The experiments are indexed (kept in kopf's memo beside the World) so that pokes reach the right
-workers and one experiment per baseline holds the split: the oldest running one, by the same rule
-as alias claims (`reconcile.ownership.winner`). A published split is the `experiment` block in
-`world.experiments[(namespace, baseline)]`; the baseline's PromptAlias worker renders it into the
-projection ConfigMap, so publishing pokes that worker whenever the block changes.
+The experiments are indexed (kept in kopf's memo beside the World; entries and the split rule in
+reconcile/experiment_index.py) so that pokes reach the right workers and one experiment per
+baseline holds the split: the oldest running one, by the same rule as alias claims. A published
+split is the `experiment` block in `world.experiments[(namespace, baseline)]`; the baseline's
+PromptAlias worker renders it into the projection ConfigMap, so publishing pokes that worker
+whenever the block changes.
 """
 
 from __future__ import annotations
@@ -12,48 +13,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
-from promptalias.api.experiment import ExperimentPhase, PromptExperiment
+from promptalias.api.experiment import PromptExperiment
 from promptalias.handlers.state import InvalidRegistryConfig, Worker, World
 from promptalias.reconcile.experiment import Progress
 from promptalias.reconcile.experiment_candidate import projection_block
-from promptalias.reconcile.ownership import Claim, winner
+from promptalias.reconcile.experiment_index import ExperimentEntry, split_holder
 from promptalias.reconcile.registry import KnownRegistry
-from promptalias.reconcile.timestamps import parse_timestamp
 from promptalias.registry import RegistryError
 
 log = logging.getLogger(__name__)
-
-_SPLIT: Final = "promptalias.io/split"
-"""The alias part of an experiment's claim: what it claims is the split of one baseline."""
-
-
-@dataclass
-class ExperimentEntry:
-    """What routing of pokes and the one-experiment-per-baseline rule need to know."""
-
-    uid: str
-    namespace: str
-    name: str
-    baseline: str
-    created: datetime
-    terminal: bool
-    deleting: bool
-
-    def claim(self) -> Claim:
-        """The entry as a claim on its baseline's split: only a running experiment contends."""
-        return Claim(
-            endpoint=self.namespace,
-            prompt=self.baseline,
-            alias=_SPLIT,
-            namespace=self.namespace,
-            name=self.name,
-            uid=self.uid,
-            created=self.created,
-            writes=not self.terminal and not self.deleting,
-        )
 
 
 @dataclass
@@ -88,9 +58,8 @@ class ExperimentState:
 
     def holder(self, namespace: str, baseline: str) -> ExperimentEntry | None:
         """The experiment that owns a baseline's split: the oldest running one."""
-        claims = (entry.claim() for entry in self.entries.values())
-        found = winner(claims, (namespace, baseline, _SPLIT))
-        return self.entries.get(found.uid) if found is not None else None
+        uid = split_holder(self.entries.values(), namespace, baseline)
+        return self.entries.get(uid) if uid is not None else None
 
 
 def experiment_state(memo: Any) -> ExperimentState:
@@ -108,7 +77,7 @@ def poke_experiments_for_prompt(memo: Any, endpoint: str, prompt: str) -> None:
     if world is None or state is None:
         return
     wanted = set()
-    for uid in world.uids_where(endpoint=endpoint, prompt=prompt):
+    for uid in world.table.uids_where(endpoint=endpoint, prompt=prompt):
         alias = world.aliases[uid]
         wanted.add((alias.namespace, alias.name))
     state.poke(
@@ -117,28 +86,9 @@ def poke_experiments_for_prompt(memo: Any, endpoint: str, prompt: str) -> None:
     )
 
 
-def entry_of(body: Mapping[str, Any]) -> ExperimentEntry | None:
-    """The index entry of an experiment body (None without a baseline name)."""
-    meta = body.get("metadata", {})
-    spec = body.get("spec") or {}
-    baseline = (spec.get("baseline") or {}).get("name")
-    if not baseline:
-        return None
-    phase = (body.get("status") or {}).get("phase")
-    return ExperimentEntry(
-        uid=str(meta.get("uid")),
-        namespace=str(meta.get("namespace")),
-        name=str(meta.get("name")),
-        baseline=str(baseline),
-        created=parse_timestamp(meta.get("creationTimestamp")) or datetime.now(UTC),
-        terminal=phase in (ExperimentPhase.PROMOTED, ExperimentPhase.ABORTED),
-        deleting=meta.get("deletionTimestamp") is not None,
-    )
-
-
 def baseline_uids(world: World, namespace: str, name: str) -> list[str]:
     """The uids of the PromptAlias `namespace/name` (one, or none)."""
-    return [uid for uid in world.uids_where(namespace=namespace) if world.aliases[uid].name == name]
+    return [uid for uid in world.table.uids_where(namespace=namespace) if world.aliases[uid].name == name]
 
 
 def publish(
@@ -207,10 +157,8 @@ async def preload(world: World, state: ExperimentState, body: Mapping[str, Any])
 
 
 __all__ = [
-    "ExperimentEntry",
     "ExperimentState",
     "baseline_uids",
-    "entry_of",
     "experiment_state",
     "poke_experiments_for_prompt",
     "preload",

@@ -22,7 +22,6 @@ from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.experiment_pass import ExperimentPass, PassResult
 from promptalias.handlers.experiment_split import (
     ExperimentState,
-    entry_of,
     experiment_state,
     poke_experiments_for_prompt,
     preload,
@@ -33,10 +32,10 @@ from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, World, snapshot_key
 from promptalias.handlers.worker import WorkerSpec, run_worker
 from promptalias.kube import KubeError
+from promptalias.reconcile.experiment_index import experiment_entry, hands_over, wants_experiment_pass
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import KnownRegistry, Unresolved, resolve_registry
 from promptalias.registry import PromptNotFound, RegistryError
-from promptalias.vocabulary import EXPERIMENT_REQUEST_ANNOTATIONS
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +60,13 @@ async def experiment_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> N
         state.workers.pop(uid, None)
         now = None
     else:
-        now = entry_of(body)
+        now = experiment_entry(body)
         if now is not None:
             state.entries[uid] = now
-    # A holder that finishes or goes hands the baseline to the next experiment in line.
-    if before is not None and (
-        now is None or (now.terminal, now.deleting) != (before.terminal, before.deleting)
-    ):
+    if before is not None and hands_over(before, now):
         state.poke_baseline(before.namespace, before.baseline, but=uid)
-    if now is not None:
-        status = body.get("status") or {}
-        annotations = set(meta.get("annotations") or {})
-        if status.get("observedGeneration") != meta.get("generation") or annotations & set(
-            EXPERIMENT_REQUEST_ANNOTATIONS
-        ):
-            state.worker(uid).poke(fresh=True)
+    if now is not None and wants_experiment_pass(body):
+        state.worker(uid).poke(fresh=True)
 
 
 @kopf.on.event(GROUP, VERSION, PromptAlias.PLURAL, when=in_scope)
@@ -193,7 +184,7 @@ async def preload_experiments(memo: kopf.Memo, **_: Any) -> None:
     for scope in scopes:
         bodies.extend(await world.kube.list_custom(PLURAL, scope))
     for body in bodies:
-        if (entry := entry_of(body)) is not None:
+        if (entry := experiment_entry(body)) is not None:
             state.entries[entry.uid] = entry
     try:
         async with asyncio.timeout(PRELOAD_TIMEOUT_S):

@@ -17,14 +17,15 @@ import kopf
 
 from promptalias.api.promptalias import PromptAlias, RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
-from promptalias.handlers.alias_queue import AliasWorkers, wants_pass, workers_from_environment
-from promptalias.handlers.aliases import alias_entry
-from promptalias.handlers.registries import _known
+from promptalias.handlers.alias_queue import AliasWorkers, workers_from_environment
+from promptalias.handlers.registries import parse_registry
 from promptalias.handlers.scope import SELECTOR
 from promptalias.handlers.state import World
 from promptalias.kube import Kube, KubeError
 from promptalias.projection.render import PROJECTION_SELECTOR
 from promptalias.projection.verify import owner_uid, valid_hash
+from promptalias.reconcile.alias_requests import wants_pass
+from promptalias.reconcile.alias_table import alias_entry
 from promptalias.reconcile.scope import selected
 from promptalias.reconcile.workqueue import Priority
 
@@ -100,13 +101,13 @@ async def _preload(world: World, namespaces: list[str]) -> None:
         for body in await world.kube.list_custom(PromptRegistry.PLURAL, scope):
             if not wanted(body):
                 continue
-            if (known := _known(RegistryKind.PROMPT_REGISTRY, body)) is not None:
+            if (known := parse_registry(RegistryKind.PROMPT_REGISTRY, body)) is not None:
                 world.registries[known.key] = known
         for body in await world.kube.list_custom(PromptAlias.PLURAL, scope):
             if not wanted(body):
                 continue
             if (entry := alias_entry(body)) is not None:
-                world.track(entry)
+                world.table.track(entry)
                 world.remember(body)
                 # Queued here, served once kopf leases it (handlers/alias_queue.py); the ones the
                 # user changed while we were down go first, on one shared fresh read per prompt.
@@ -123,7 +124,7 @@ async def _preload(world: World, namespaces: list[str]) -> None:
             if (uid := owner_uid(configmap)) is not None and (held := valid_hash(configmap)) is not None:
                 world.projection_hashes[uid] = held
     for body in await world.kube.list_custom(ClusterPromptRegistry.PLURAL, None):
-        if (known := _known(RegistryKind.CLUSTER_PROMPT_REGISTRY, body)) is not None:
+        if (known := parse_registry(RegistryKind.CLUSTER_PROMPT_REGISTRY, body)) is not None:
             world.registries[known.key] = known
 
 

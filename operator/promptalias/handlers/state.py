@@ -3,8 +3,7 @@
 Kept in kopf's `memo`, updated by raw watch events (`@kopf.on.event`) and by the answers to the
 operator's own writes, read by the PromptAlias queue workers (handlers/alias_queue.py) and the
 experiment daemons. Everything here lives on the operator's one event loop: no locks needed.
-Lookups a pass makes are indexed (by prompt, by namespace/name), never a scan of every alias: the
-operator serves thousands of PromptAliases (docs/operator.md, Scale).
+The PromptAlias lookups a pass makes go through `table` (reconcile/alias_table.py, indexed).
 """
 
 from __future__ import annotations
@@ -14,12 +13,12 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from promptalias.api.registry import RegistrySpec
 from promptalias.kube import Kube, KubeError, NotFound
-from promptalias.reconcile.ownership import Claim, Owner
+from promptalias.reconcile.alias_table import AliasEntry, AliasTable, resource_version
+from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.reconcile.workqueue import Priority, WorkQueue
 from promptalias.registry import MlflowRegistry, PromptState, RegistryConfig
@@ -48,21 +47,6 @@ class Worker:
 
 
 @dataclass
-class AliasEntry:
-    """What the claim table and pokes need to know about one PromptAlias."""
-
-    uid: str
-    namespace: str
-    name: str
-    registry: RegistryKey
-    prompt: str
-    alias: str
-    created: datetime
-    writes: bool
-    deleting: bool
-
-
-@dataclass
 class Snapshot:
     state: PromptState | None  # None: the prompt does not exist
     fetched: float  # time.monotonic()
@@ -72,6 +56,21 @@ def snapshot_key(client: MlflowRegistry, prompt: str) -> tuple[str, str]:
     """Where a prompt read with `client` is kept: by credential identity, not by endpoint, so a
     read one registry's credentials were allowed is never served to another's (issue 11, tenancy)."""
     return (client.identity, prompt)
+
+
+def store_snapshot(
+    snapshots: dict[tuple[str, str], Snapshot], client: MlflowRegistry, prompt: str, state: PromptState | None
+) -> bool:
+    """Keep a fresh read of `prompt`; True when its aliases or tags moved since the last one we had
+    (or there was none): the poller's and the webhook's signal to wake the prompt's workers."""
+    key = snapshot_key(client, prompt)
+    old = snapshots.get(key)
+    snapshots[key] = Snapshot(state, time.monotonic())
+    return old is None or _marks(old.state) != _marks(state)
+
+
+def _marks(state: PromptState | None) -> tuple[dict[str, int], dict[str, str]] | None:
+    return None if state is None else (state.aliases, state.tags)
 
 
 @dataclass
@@ -89,9 +88,7 @@ class World:
         self.cluster = me_cluster
         self.registries: dict[RegistryKey, KnownRegistry] = {}
         self.namespaces: dict[str, dict[str, str]] = {}
-        self._aliases: dict[str, AliasEntry] = {}  # uid -> entry; change it with track/untrack
-        self._by_prompt: dict[str, set[str]] = {}
-        self._by_name: dict[tuple[str, str], str] = {}
+        self.table = AliasTable(self.endpoint)  # the PromptAliases, indexed (reconcile/alias_table.py)
         # The newest body seen of each PromptAlias: from the watch or from our own write's answer.
         self.bodies: dict[str, Mapping[str, Any]] = {}
         self.queue = WorkQueue()
@@ -105,8 +102,8 @@ class World:
 
     @property
     def aliases(self) -> Mapping[str, AliasEntry]:
-        """Every PromptAlias this process knows, by uid (read-only: `track`/`untrack` keep the indexes)."""
-        return self._aliases
+        """Every PromptAlias this process knows, by uid (change it with `table.track` / `untrack`)."""
+        return self.table.entries
 
     def experiment_projection(self, namespace: str, alias_name: str) -> dict[str, Any] | None:
         """The `experiment` block to project with a baseline PromptAlias (None: no experiment).
@@ -129,47 +126,13 @@ class World:
         known = self.registries.get(key)
         return known.endpoint if known is not None else f"unresolved:{key}"
 
-    def claims(self, *, prompt: str, alias: str) -> list[Claim]:
-        """The claims on `alias` of `prompt` (on any endpoint: callers pass the key to `winner`)."""
-        return [
-            Claim(
-                endpoint=self.endpoint(entry.registry),
-                prompt=entry.prompt,
-                alias=entry.alias,
-                namespace=entry.namespace,
-                name=entry.name,
-                uid=entry.uid,
-                created=entry.created,
-                writes=entry.writes and not entry.deleting,
-            )
-            for entry in (self.aliases[uid] for uid in self._by_prompt.get(prompt, ()))
-            if entry.alias == alias
-        ]
-
     # ---- the PromptAlias table ------------------------------------------------------------------
 
-    def track(self, entry: AliasEntry) -> None:
-        self.untrack(entry.uid, keep_body=True)
-        self._aliases[entry.uid] = entry
-        self._by_prompt.setdefault(entry.prompt, set()).add(entry.uid)
-        self._by_name[(entry.namespace, entry.name)] = entry.uid
-
-    def untrack(self, uid: str, *, keep_body: bool = False) -> None:
-        entry = self._aliases.pop(uid, None)
-        if entry is not None:
-            same = self._by_prompt.get(entry.prompt)
-            if same is not None:
-                same.discard(uid)
-                if not same:
-                    del self._by_prompt[entry.prompt]
-            if self._by_name.get((entry.namespace, entry.name)) == uid:
-                del self._by_name[(entry.namespace, entry.name)]
-        if not keep_body:
-            self.bodies.pop(uid, None)
-            self.queue.forget(uid)
-
-    def uid_of(self, namespace: str, name: str) -> str | None:
-        return self._by_name.get((namespace, name))
+    def untrack(self, uid: str) -> None:
+        """Forget a PromptAlias that is gone: its entry, its body and its place in the queue."""
+        self.table.untrack(uid)
+        self.bodies.pop(uid, None)
+        self.queue.forget(uid)
 
     def remember(self, body: Mapping[str, Any]) -> None:
         """Keep `body` if it is at least as new as the one we have (by resourceVersion): a watch
@@ -205,35 +168,6 @@ class World:
         """Something around these PromptAliases changed: reconcile them soon."""
         for uid in uids:
             self.enqueue(uid, priority=Priority.CHANGED, fresh=fresh)
-
-    def uids_where(
-        self,
-        *,
-        registry: RegistryKey | None = None,
-        endpoint: str | None = None,
-        prompt: str | None = None,
-        alias: str | None = None,
-        namespace: str | None = None,
-    ) -> list[str]:
-        found = []
-        candidates = (
-            (self.aliases[uid] for uid in self._by_prompt.get(prompt, ()))
-            if prompt is not None
-            else self.aliases.values()
-        )
-        for entry in candidates:
-            if registry is not None and entry.registry != registry:
-                continue
-            if endpoint is not None and self.endpoint(entry.registry) != endpoint:
-                continue
-            if prompt is not None and entry.prompt != prompt:
-                continue
-            if alias is not None and entry.alias != alias:
-                continue
-            if namespace is not None and entry.namespace != namespace:
-                continue
-            found.append(entry.uid)
-        return found
 
     # ---- MLflow clients -------------------------------------------------------------------------
 
@@ -321,14 +255,6 @@ class World:
         for cached in self._clients.values():
             await cached.client.close()
         self._clients.clear()
-
-
-def resource_version(meta: Mapping[str, Any]) -> int:
-    """resourceVersion as a number (etcd's revision); -1 when absent or not a number."""
-    try:
-        return int(str(meta.get("resourceVersion")))
-    except ValueError:
-        return -1
 
 
 def _text(value: bytes, what: str) -> str:

@@ -31,11 +31,11 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from promptalias.api.promptalias import RegistryKind
 from promptalias.handlers.experiments import poke_experiments_for_prompt
-from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
+from promptalias.handlers.state import InvalidRegistryConfig, World, store_snapshot
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
+from promptalias.reconcile.webhook_route import PATH_PREFIX, route_key, split_listen
 from promptalias.reconcile.webhook_secret import SecretState, observe
 from promptalias.registry import PromptNotFound, PromptState, RegistryError
 from promptalias.registry.webhooks import (
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 LISTEN_ENV = "PROMPTALIAS_WEBHOOK_LISTEN"
 URL_ENV = "PROMPTALIAS_WEBHOOK_URL"
-PATH_PREFIX = "/mlflow/webhook"
-CLUSTER_SCOPE = "_cluster"  # namespaces never start with "_", so this path segment is unambiguous
 MAX_BODY_BYTES = 64 * 1024
 HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 10.0
@@ -124,11 +122,7 @@ class Receiver:
 
     async def deliver(self, request: web.Request) -> web.Response:
         scope, name = request.match_info["scope"], request.match_info["name"]
-        key = (
-            RegistryKey(RegistryKind.CLUSTER_PROMPT_REGISTRY, None, name)
-            if scope == CLUSTER_SCOPE
-            else RegistryKey(RegistryKind.PROMPT_REGISTRY, scope, name)
-        )
+        key = route_key(scope, name)
         known = self.world.registries.get(key)
         webhook = known.spec.webhook if known is not None else None
         if known is None or webhook is None or not webhook.enabled or webhook.secret_ref is None:
@@ -234,7 +228,7 @@ class Receiver:
 
     async def _refresh(self, known: KnownRegistry, prompt: str) -> None:
         world = self.world
-        uids = world.uids_where(endpoint=known.endpoint, prompt=prompt)
+        uids = world.table.uids_where(endpoint=known.endpoint, prompt=prompt)
         if not uids:
             return  # not a prompt this cluster uses (experiments use their baseline's prompt)
         try:
@@ -247,10 +241,7 @@ class Receiver:
             log.info("webhook refresh of %s failed (%s); asking the poller to read now", prompt, exc)
             world.poll_trigger(known.endpoint).set()
             return
-        key = snapshot_key(client, prompt)
-        old = world.snapshots.get(key)
-        world.snapshots[key] = Snapshot(state, time.monotonic())
-        if old is None or _aliases(old.state) != _aliases(state):
+        if store_snapshot(world.snapshots, client, prompt, state):
             world.poke(uids, fresh=False)
             poke_experiments_for_prompt(self.memo, known.endpoint, prompt)
 
@@ -336,10 +327,6 @@ async def _read_all(request: web.Request, limit: int) -> bytes | None:
         chunks.append(chunk)
 
 
-def _aliases(state: PromptState | None) -> Any:
-    return None if state is None else (state.aliases, state.tags)
-
-
 async def read_webhook_secret(world: World, known: KnownRegistry) -> str:
     """The HMAC secret of a registry's webhook (never logged). Raises InvalidRegistryConfig."""
     webhook = known.spec.webhook
@@ -367,13 +354,6 @@ async def read_webhook_secret(world: World, known: KnownRegistry) -> str:
     return value
 
 
-def _split_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"{LISTEN_ENV}={value!r}: write it as HOST:PORT, e.g. 127.0.0.1:8719")
-    return host.strip("[]"), int(port)
-
-
 @kopf.on.startup()
 async def start_receiver(memo: kopf.Memo, **_: Any) -> None:
     listen = os.environ.get(LISTEN_ENV)
@@ -397,7 +377,7 @@ async def start_receiver(memo: kopf.Memo, **_: Any) -> None:
                 "%s is set but %s is not: webhooks are registered but received nowhere", URL_ENV, LISTEN_ENV
             )
         return
-    host, port = _split_listen(listen)
+    host, port = split_listen(listen, LISTEN_ENV)
     receiver = Receiver(world, memo)
     try:
         await receiver.serve(host, port)

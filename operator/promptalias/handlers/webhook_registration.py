@@ -17,19 +17,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import kopf
 
 from promptalias.api.promptalias import RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.api.types import GROUP, VERSION
-from promptalias.handlers.registries import _known
+from promptalias.handlers.registries import parse_registry
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, World
-from promptalias.handlers.webhook_receiver import CLUSTER_SCOPE, URL_ENV, Receiver, read_webhook_secret
+from promptalias.handlers.webhook_receiver import URL_ENV, Receiver, read_webhook_secret
 from promptalias.reconcile.backoff import backoff
-from promptalias.reconcile.registry import KnownRegistry, RegistryKey
+from promptalias.reconcile.registry import KnownRegistry, RegistryKey, key_of
+from promptalias.reconcile.webhook_route import webhook_url
 from promptalias.registry import RegistryError
 from promptalias.registry.webhooks import (
     DesiredWebhook,
@@ -47,12 +47,6 @@ MAX_BACKOFF_S = 300.0
 REMOVE_TIMEOUT_S = 10.0
 
 
-def webhook_url(base: str, key: RegistryKey) -> str:
-    """The URL MLflow calls for one registry: <base>/<namespace>/<name> or <base>/_cluster/<name>."""
-    scope = key.namespace if key.namespace is not None else CLUSTER_SCOPE
-    return f"{base.rstrip('/')}/{quote(scope, safe='')}/{quote(key.name, safe='')}"
-
-
 def _wake(memo: Any, key: RegistryKey) -> asyncio.Event:
     wakes: dict[RegistryKey, asyncio.Event] | None = getattr(memo, "webhook_wake", None)
     if wakes is None:
@@ -61,20 +55,14 @@ def _wake(memo: Any, key: RegistryKey) -> asyncio.Event:
     return wakes.setdefault(key, asyncio.Event())
 
 
-def _event_key(kind: RegistryKind, event: kopf.RawEvent) -> RegistryKey:
-    meta = event["object"].get("metadata", {})
-    namespace = meta.get("namespace") if kind == RegistryKind.PROMPT_REGISTRY else None
-    return RegistryKey(kind, namespace, str(meta.get("name")))
-
-
 @kopf.on.event(GROUP, VERSION, PromptRegistry.PLURAL, when=in_scope)
 async def prompt_registry_webhook_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, _event_key(RegistryKind.PROMPT_REGISTRY, event)).set()
+    _wake(memo, key_of(RegistryKind.PROMPT_REGISTRY, event["object"].get("metadata", {}))).set()
 
 
 @kopf.on.event(GROUP, VERSION, ClusterPromptRegistry.PLURAL)
 async def cluster_prompt_registry_webhook_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, _event_key(RegistryKind.CLUSTER_PROMPT_REGISTRY, event)).set()
+    _wake(memo, key_of(RegistryKind.CLUSTER_PROMPT_REGISTRY, event["object"].get("metadata", {}))).set()
 
 
 @dataclass
@@ -154,12 +142,9 @@ async def _webhook_daemon(
 ) -> None:
     base = os.environ.get(URL_ENV)
     world: World = memo.world
-    meta = body.get("metadata", {})
-    key = RegistryKey(
-        kind, meta.get("namespace") if kind == RegistryKind.PROMPT_REGISTRY else None, str(meta.get("name"))
-    )
+    key = key_of(kind, body.get("metadata", {}))
     if not base:
-        known = _known(kind, body)
+        known = parse_registry(kind, body)
         if known is not None and known.spec.webhook is not None and known.spec.webhook.enabled:
             kopf.event(
                 body,
@@ -175,7 +160,7 @@ async def _webhook_daemon(
     try:
         while not stopped:
             wake.clear()
-            known = _known(kind, body)
+            known = parse_registry(kind, body)
             delay = CHECK_S
             if known is not None:
                 try:
@@ -205,7 +190,7 @@ async def _remove_on_deletion(
     world: World, kind: RegistryKind, body: Mapping[str, Any], key: RegistryKey
 ) -> None:
     """Best effort: the registry is gone, so is its webhook (the Secret may be gone too)."""
-    known = _known(kind, body)
+    known = parse_registry(kind, body)
     if known is None or known.spec.webhook is None:
         return
     try:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from promptalias.api.promptalias import RegistryKind, RegistryRef
-from promptalias.api.registry import ClusterPromptRegistrySpec, RegistrySpec
+from promptalias.api.registry import (
+    ClusterPromptRegistry,
+    ClusterPromptRegistrySpec,
+    PromptRegistry,
+    RegistrySpec,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,22 @@ class KnownRegistry:
         """Two registry objects with the same endpoint are the same MLflow (for conflicts)."""
         base = self.spec.tracking_uri.rstrip("/")
         return f"{base}#{self.spec.workspace}" if self.spec.workspace else base
+
+
+def key_of(kind: RegistryKind, meta: Mapping[str, Any]) -> RegistryKey:
+    """The key of a registry object from its metadata (a ClusterPromptRegistry has no namespace)."""
+    namespace = meta.get("namespace") if kind == RegistryKind.PROMPT_REGISTRY else None
+    return RegistryKey(kind, namespace, str(meta.get("name")))
+
+
+def known_registry(kind: RegistryKind, body: Mapping[str, Any]) -> KnownRegistry:
+    """A registry object's body as the operator keeps it; ValueError when its spec does not parse."""
+    model = PromptRegistry if kind == RegistryKind.PROMPT_REGISTRY else ClusterPromptRegistry
+    parsed = model.from_body(body)
+    meta = body.get("metadata", {})
+    return KnownRegistry(
+        key_of(kind, meta), parsed.spec, str(meta.get("uid")), int(meta.get("generation") or 1)
+    )
 
 
 @dataclass(frozen=True)
