@@ -12,16 +12,12 @@ names the analysis as the actor. The experiment pass calls `analysis_hook` and a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime
 from typing import Final
 
-from kubernetes.client.exceptions import ApiException
-
 from promptalias.api.duration import parse_duration
 from promptalias.api.experiment import AnalysisDecision, AnalysisStatus, PromptExperiment
-from promptalias.api.types import GROUP, VERSION
 from promptalias.kube import Kube, KubeError
 from promptalias.prometheus import Sample, TextWriter
 from promptalias.reconcile.analysis import ANALYSIS_ACTOR, Analysis, decide, due_in
@@ -147,20 +143,12 @@ async def _request(kube: Kube, namespace: str, name: str, result: Analysis) -> N
     looked = result.status.last_analysis_time
     stamp = format_timestamp(looked) if looked is not None else "now"
     try:
-        await asyncio.to_thread(
-            kube.custom.patch_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            name,
-            {"metadata": {"annotations": {key: stamp}}},
-            field_manager=ANALYSIS_ACTOR,
-            _content_type="application/merge-patch+json",
+        await kube.patch_custom(
+            PLURAL, namespace, name, {"metadata": {"annotations": {key: stamp}}}, field_manager=ANALYSIS_ACTOR
         )
-    except ApiException as exc:
+    except KubeError as exc:
         # The decision stays in status; the next look (same decision) requests it again.
-        log.warning("could not request %s of %s/%s: %s %s", key, namespace, name, exc.status, exc.reason)
+        log.warning("could not request %s of %s/%s: %s", key, namespace, name, exc)
 
 
 __all__ = ["analysis_hook", "record_gauges", "write_gauges"]

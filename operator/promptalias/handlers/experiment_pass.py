@@ -11,7 +11,6 @@ alias; the status is written last, so a crash between steps converges on the nex
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,13 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from promptalias.api.conditions import Reason
 from promptalias.api.duration import parse_duration
 from promptalias.api.experiment import ExperimentPhase, PromptExperiment, PromptExperimentStatus
 from promptalias.api.promptalias import PromptAlias
-from promptalias.api.types import GROUP, VERSION
 from promptalias.handlers.authority import refuse_write
 from promptalias.handlers.experiment_analysis import analysis_hook
 from promptalias.handlers.experiment_mlflow import ExperimentRegistry
@@ -294,24 +291,13 @@ class ExperimentPass:
 
     async def _patch_baseline_version(self, name: str, version: int) -> None:
         """Promote through the baseline's own spec, so its history names this field manager."""
-        kube = self.world.kube
-        try:
-            await asyncio.to_thread(
-                kube.custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PromptAlias.PLURAL,
-                name,
-                {"spec": {"version": version}},
-                field_manager=FIELD_MANAGER,
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as exc:
-            raise KubeError(
-                f"patch spec.version of PromptAlias {self.namespace}/{name}: {exc.status} {exc.reason}",
-                int(exc.status or 0),
-            ) from None
+        await self.world.kube.patch_custom(
+            PromptAlias.PLURAL,
+            self.namespace,
+            name,
+            {"spec": {"version": version}},
+            field_manager=FIELD_MANAGER,
+        )
 
     # ---- finishing -----------------------------------------------------------------------------
 

@@ -149,6 +149,15 @@ class Kube:
         result: dict[str, Any] = got
         return result
 
+    async def patch_custom(
+        self, plural: str, namespace: str, name: str, body: Mapping[str, Any], *, field_manager: str
+    ) -> dict[str, Any]:
+        """A JSON merge patch of a namespaced custom object under `field_manager` (the name its
+        managedFields and so its history's actor show); the object after it."""
+        return await self._merge_patch(
+            plural, namespace, name, body, status=False, what="patch", field_manager=field_manager
+        )
+
     async def _merge_patch(
         self,
         plural: str,
@@ -158,6 +167,7 @@ class Kube:
         *,
         status: bool,
         what: str,
+        field_manager: str = OPERATOR_FIELD_MANAGER,
     ) -> dict[str, Any]:
         """A JSON merge patch of a custom object (or its status subresource); the object after it."""
         if namespace is None:
@@ -178,7 +188,7 @@ class Kube:
             got = await self._call(
                 method,
                 *args,
-                field_manager=OPERATOR_FIELD_MANAGER,
+                field_manager=field_manager,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as exc:
