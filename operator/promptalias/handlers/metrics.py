@@ -28,6 +28,7 @@ class Metrics:
         # Positive markers for tests and dashboards: "the operator looked" (bounded by registries).
         self.registry_polls: Counter[str] = Counter()  # registry ("<ns>/<name>" or "<name>")
         self.prompt_syncs: Counter[str] = Counter()  # registry; MLflow prompt reads for PromptAliases
+        self.registry_searches: Counter[str] = Counter()  # registry; drift polls made by searching
         # The PromptAlias work queue (handlers/alias_queue.py): start-up progress and backlog.
         self.queue_depth = 0
         self.aliases_reconciled = 0
@@ -66,6 +67,12 @@ class Metrics:
             "counter",
             "MLflow prompt reads (registered-models/get) made to reconcile PromptAliases, per registry.",
             [({"registry": registry}, n) for registry, n in sorted(self.prompt_syncs.items())],
+        )
+        out.metric(
+            "promptalias_registry_searches_total",
+            "counter",
+            "Drift polls that read the prompts in use by searching the registry (reconcile/poll.py).",
+            [({"registry": registry}, n) for registry, n in sorted(self.registry_searches.items())],
         )
         out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)

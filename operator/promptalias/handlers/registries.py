@@ -25,13 +25,15 @@ from promptalias.handlers.metrics import METRICS, registry_label
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, World, store_snapshot
 from promptalias.kube import KubeError
+from promptalias.reconcile.poll import page_cost, use_search
 from promptalias.reconcile.registry import KnownRegistry, key_of, known_registry
 from promptalias.reconcile.registry_status import Check, connected, plan_registry_status
-from promptalias.registry import PromptNotFound, RegistryAuthError, RegistryError
+from promptalias.registry import PromptNotFound, PromptState, RegistryAuthError, RegistryError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECK_S = 60.0
+SEARCH_LIMIT = 100_000  # prompts a drift search reads at most (then the rest are read one by one)
 
 
 def parse_registry(kind: RegistryKind, body: Mapping[str, Any]) -> KnownRegistry | None:
@@ -127,23 +129,39 @@ async def _check_registry(world: World, known: KnownRegistry, body: kopf.Body) -
 
 
 async def _poll_prompts(world: World, known: KnownRegistry) -> bool:
-    """One read per prompt in use on this endpoint; wake the workers of prompts that changed.
+    """Read every prompt in use on this endpoint once; wake the workers of prompts that changed.
 
-    True when every prompt was read (a completed poll, counted in `promptalias_registry_polls_total`).
+    One GET per prompt, or, when many prompts are in use, pages of a search of the registry
+    (reconcile/poll.py): at 2,000 prompts in use, two requests per resync instead of 2,000. Prompts
+    the search does not return (deleted, or not prompts) are read one by one, so both ways say the
+    same. True when every prompt was read (a completed poll, `promptalias_registry_polls_total`).
     """
     prompts = {world.aliases[uid].prompt for uid in world.table.uids_where(endpoint=known.endpoint)}
     if not prompts:
         return True
     client = await world.client(known)
-    for prompt in sorted(prompts):
+    found: dict[str, PromptState] = {}
+    if use_search(len(prompts), world.registry_sizes.get(client.identity), page_cost()):
         try:
-            state = await client.get_prompt(prompt)
-        except PromptNotFound:
-            state = None
+            everything = await client.search_prompts(limit=SEARCH_LIMIT)
         except RegistryError as exc:
-            log.info("drift check of %s on %s failed: %s", prompt, known.key, exc)
-            world.poke(world.table.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
+            log.info("drift search on %s failed: %s", known.key, exc)
+            world.poke(world.table.uids_where(endpoint=known.endpoint), fresh=False)
             return False
+        world.registry_sizes[client.identity] = len(everything)
+        METRICS.registry_searches[registry_label(known.key)] += 1
+        found = {state.name: state for state in everything if state.name in prompts}
+    for prompt in sorted(prompts):
+        state: PromptState | None = found.get(prompt)
+        if state is None:
+            try:
+                state = await client.get_prompt(prompt)
+            except PromptNotFound:
+                state = None
+            except RegistryError as exc:
+                log.info("drift check of %s on %s failed: %s", prompt, known.key, exc)
+                world.poke(world.table.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
+                return False
         if store_snapshot(world.snapshots, client, prompt, state):
             world.poke(world.table.uids_where(endpoint=known.endpoint, prompt=prompt), fresh=False)
     return True

@@ -94,6 +94,8 @@ class World:
         self.queue = WorkQueue()
         self.queue_changed = asyncio.Event()
         self.snapshots: dict[tuple[str, str], Snapshot] = {}
+        # Prompts the last drift search of each credential identity found (reconcile/poll.py).
+        self.registry_sizes: dict[str, int] = {}
         self.projection_hashes: dict[str, str] = {}  # uid -> content hash last applied
         self._clients: dict[RegistryKey, _CachedClient] = {}
         self._poll_triggers: dict[str, asyncio.Event] = {}
