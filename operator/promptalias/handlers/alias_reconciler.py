@@ -3,6 +3,9 @@
 Order matters for safety: the projection is rendered before MLflow is touched (a prompt too large
 to project never moves the alias), ownership is checked on a fresh read before any write, and the
 status is derived from what MLflow answered, so a crash between steps converges on the next pass.
+
+Over 400 lines on purpose: one pass, read top to bottom in the order it touches MLflow, status and
+the ConfigMap, since that order is the safety argument above; what it decides is in reconcile/.
 """
 
 from __future__ import annotations
