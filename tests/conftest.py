@@ -20,7 +20,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from kit import OperatorProcess, apply_yaml, condition, wait_for
+from kit import OperatorProcess, ready_registry
 from promptalias.testbed import MlflowServer, Testbed
 
 OPERATOR_OPT_OUT = "promptalias.io/test-operator"
@@ -134,20 +134,4 @@ def operator_process(
 @pytest.fixture
 def registry(testbed: Testbed, namespace: str, operator_process: OperatorProcess) -> str:
     """A PromptRegistry named `mlflow` in the test namespace (refreshInterval 2s), Ready."""
-    apply_yaml(
-        testbed,
-        f"""
-apiVersion: promptalias.io/v1alpha1
-kind: PromptRegistry
-metadata: {{name: mlflow, namespace: {namespace}}}
-spec:
-  trackingUri: {testbed.mlflow_uri}
-  refreshInterval: 2s
-""",
-    )
-    wait_for(
-        lambda: condition(testbed, "promptregistry", namespace, "mlflow", "Ready") == "True",
-        30,
-        "the PromptRegistry to become Ready",
-    )
-    return "mlflow"
+    return ready_registry(testbed, namespace)

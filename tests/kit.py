@@ -89,6 +89,28 @@ def apply_yaml(testbed: Testbed, text: str) -> None:
     testbed.kubectl("apply", "-f", "-", stdin=text)
 
 
+def ready_registry(testbed: Testbed, namespace: str) -> str:
+    """A PromptRegistry `mlflow` in `namespace` for the testbed's MLflow (refreshInterval 2s), waited
+    for until Ready (by whichever operator serves the namespace). Returns its name."""
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: mlflow, namespace: {namespace}}}
+spec:
+  trackingUri: {testbed.mlflow_uri}
+  refreshInterval: 2s
+""",
+    )
+    wait_for(
+        lambda: condition(testbed, "promptregistry", namespace, "mlflow", "Ready") == "True",
+        30,
+        "the PromptRegistry to become Ready",
+    )
+    return "mlflow"
+
+
 def get_object(testbed: Testbed, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
     args = ["get", kind, name, "-o", "json"]
     if namespace:
@@ -124,5 +146,6 @@ __all__ = [
     "current_status",
     "get_object",
     "metric_total",
+    "ready_registry",
     "wait_for",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from integration.test_follow_mode import Bed
-from kit import OperatorProcess, apply_yaml, condition, metric_total, wait_for
+from kit import OperatorProcess, metric_total, ready_registry, wait_for
 from promptalias.testbed import Testbed
 
 pytestmark = [pytest.mark.integration, pytest.mark.without_operator]
@@ -39,22 +39,7 @@ def test_moves_made_in_mlflow_are_followed_through_a_search(
     )
     operator.start()
     try:
-        apply_yaml(
-            testbed,
-            f"""
-apiVersion: promptalias.io/v1alpha1
-kind: PromptRegistry
-metadata: {{name: mlflow, namespace: {namespace}}}
-spec:
-  trackingUri: {testbed.mlflow_uri}
-  refreshInterval: 2s
-""",
-        )
-        wait_for(
-            lambda: condition(testbed, "promptregistry", namespace, "mlflow", "Ready") == "True",
-            30,
-            "the PromptRegistry to become Ready",
-        )
+        ready_registry(testbed, namespace)
         bed = Bed(testbed, k8s_api, namespace, prompt_name)
         other = Bed(testbed, k8s_api, namespace, f"{prompt_name}-b")
         bed.register(2)
