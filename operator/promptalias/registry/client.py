@@ -200,36 +200,45 @@ class MlflowRegistry:
         """Set a tag on one prompt version: one POST model-versions/set-tag. A cached copy gets the
         tag too (the operator tags a version on every move: dropping the copy instead would cost
         the next alias of the prompt a read); on failure it is dropped, as the outcome is unknown."""
-        call = self._call("set version tag", prompt=name, version=version)
-        key_ = self._key(name, version)
-        try:
-            await self._json(
-                "POST",
-                f"{API}/model-versions/set-tag",
-                call,
-                body={"name": name, "version": str(version), "key": key, "value": value},
-            )
-        except BaseException:
-            self.cache.discard(key_)
-            raise
-        self._retag(key_, {**self._cached_tags(key_), key: value})
+        body = {"name": name, "version": str(version), "key": key, "value": value}
+        await self._write_version_tag(
+            "POST", "set-tag", "set version tag", name, version, body, lambda tags: {**tags, key: value}
+        )
 
     async def delete_version_tag(self, name: str, version: int, key: str) -> None:
         """Delete a tag of one prompt version: one DELETE model-versions/delete-tag (the cached copy
         loses it too; on failure the copy is dropped)."""
-        call = self._call("delete version tag", prompt=name, version=version)
-        key_ = self._key(name, version)
+        body = {"name": name, "version": str(version), "key": key}
+        await self._write_version_tag(
+            "DELETE",
+            "delete-tag",
+            "delete version tag",
+            name,
+            version,
+            body,
+            lambda tags: {k: v for k, v in tags.items() if k != key},
+        )
+
+    async def _write_version_tag(
+        self,
+        method: str,
+        action: str,
+        op: str,
+        name: str,
+        version: int,
+        body: dict[str, Any],
+        retag: Callable[[dict[str, str]], dict[str, str]],
+    ) -> None:
+        """One tag write on a version; then the cached copy's tags become `retag(old tags)`, or the
+        copy is dropped when the write failed (whether MLflow applied it is unknown)."""
+        call = self._call(op, prompt=name, version=version)
+        cache_key = self._key(name, version)
         try:
-            await self._json(
-                "DELETE",
-                f"{API}/model-versions/delete-tag",
-                call,
-                body={"name": name, "version": str(version), "key": key},
-            )
+            await self._json(method, f"{API}/model-versions/{action}", call, body=body)
         except BaseException:
-            self.cache.discard(key_)
+            self.cache.discard(cache_key)
             raise
-        self._retag(key_, {k: v for k, v in self._cached_tags(key_).items() if k != key})
+        self._retag(cache_key, retag(self._cached_tags(cache_key)))
 
     def _cached_tags(self, key: CacheKey) -> dict[str, str]:
         cached = self.cache.peek(key)
