@@ -114,6 +114,12 @@ class AliasPass:
         self.refresh_s = 60.0
         self.refusal: Refusal | None = None  # a one-shot request refused for lack of authority
         self._audit: asyncio.Future[None] | None = None  # the audit tag write, in flight
+        # The status as this pass found it: every plan starts from it, even after a guessed intent
+        # (below) was stored.
+        self._base: PromptAliasStatus = self.pa.status
+        # A pending move stored on a guess (`_guess_intent`) that no MLflow write has adopted yet:
+        # if the pass ends without writing, its status is settled from `_base` (the guess withdrawn).
+        self._guessed: AliasPlan | None = None
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -193,14 +199,16 @@ class AliasPass:
 
     # ---- with a working client -----------------------------------------------------------------
 
+    def _snapshot_will_do(self, snap: Snapshot) -> bool:
+        """Read after the change we were told of, or else younger than refreshInterval."""
+        if self.fresh_after is not None:
+            return snap.fetched >= self.fresh_after
+        return time.monotonic() - snap.fetched < self.refresh_s
+
     async def _read_prompt(self, known: KnownRegistry, client: MlflowRegistry) -> PromptState | None:
         snap_key = snapshot_key(client, self.pa.spec.prompt)
         snap = self.world.snapshots.get(snap_key)
-        if snap is not None and (
-            snap.fetched >= self.fresh_after
-            if self.fresh_after is not None
-            else time.monotonic() - snap.fetched < self.refresh_s
-        ):
+        if snap is not None and self._snapshot_will_do(snap):
             return snap.state
         try:
             state: PromptState | None = await client.get_prompt(self.pa.spec.prompt)
@@ -210,10 +218,61 @@ class AliasPass:
         self.world.snapshots[snap_key] = Snapshot(state, time.monotonic())
         return state
 
+    def _guess_intent(self, client: MlflowRegistry) -> asyncio.Future[bool] | None:
+        """Store the pending move that the last read of the prompt predicts while MLflow is read
+        again (pinned mode, nothing pending, no one-shot request): when the fresh read agrees, as it
+        does unless MLflow changed since, the alias write follows the read at once instead of a
+        status write later. The intent is still stored before MLflow is written; a wrong guess costs
+        one more status write, and a pass that ends without writing withdraws it (`_finish`)."""
+        spec = self.pa.spec
+        if (
+            spec.version is None
+            or self._base.pending_move is not None
+            or rollback_request(self.meta) is not None
+            or takeover_requested(self.meta)
+        ):
+            return None
+        snap = self.world.snapshots.get(snapshot_key(client, spec.prompt))
+        if snap is None or snap.state is None or self._snapshot_will_do(snap):
+            return None  # nothing to guess from, or no read to overlap
+        guess = self._plan(snap.state, pending_landed=False)
+        if not guess.writes or guess.blocked is not None:
+            return None
+
+        async def store() -> bool:
+            stored = await self._record_intent(guess)
+            if stored:
+                self._guessed = guess
+            return stored
+
+        return asyncio.ensure_future(store())
+
+    def _plan(self, state: PromptState | None, *, pending_landed: bool) -> AliasPlan:
+        spec = self.pa.spec
+        owner_tag = state.tags.get(owner_tag_key(spec.alias)) if state is not None else None
+        return plan_alias(
+            spec,
+            self._base,
+            generation=self.generation,
+            current=state.aliases.get(spec.alias) if state is not None else None,
+            owner_mark=Owner.from_tag(owner_tag),
+            me=self.me,
+            now=self.now,
+            spec_actor=version_actor(self.meta.get("managedFields")),
+            rollback_to=None if self.refusal is not None else rollback_request(self.meta),
+            takeover=takeover_requested(self.meta),
+            pending_landed=pending_landed,
+        )
+
     async def _with_registry(self, known: KnownRegistry, client: MlflowRegistry) -> PassResult:
         spec = self.pa.spec
-        status = self.pa.status
-        state = await self._read_prompt(known, client)
+        status = self._base
+        guess = self._guess_intent(client)
+        try:
+            state = await self._read_prompt(known, client)
+        finally:
+            if guess is not None:
+                await guess
         stage("read", self.key, spec.version)
         if state is None and spec.version is not None:
             return await self._stalled(
@@ -223,22 +282,8 @@ class AliasPass:
                 delay=self.refresh_s,
             )
         current = state.aliases.get(spec.alias) if state is not None else None
-        owner_mark = Owner.from_tag(state.tags.get(owner_tag_key(spec.alias))) if state is not None else None
-        rollback_to = rollback_request(self.meta)
-        self.refusal = self._refuse_rollback(known, rollback_to)
-        plan = plan_alias(
-            spec,
-            status,
-            generation=self.generation,
-            current=current,
-            owner_mark=owner_mark,
-            me=self.me,
-            now=self.now,
-            spec_actor=version_actor(self.meta.get("managedFields")),
-            rollback_to=None if self.refusal is not None else rollback_to,
-            takeover=takeover_requested(self.meta),
-            pending_landed=await self._pending_landed(client, current),
-        )
+        self.refusal = self._refuse_rollback(known, rollback_request(self.meta))
+        plan = self._plan(state, pending_landed=await self._pending_landed(client, current))
         if plan.blocked is not None:
             return await self._stalled(
                 plan.blocked.reason, plan.blocked.message, delay=self.refresh_s, owner=plan.blocked.owner
@@ -297,8 +342,12 @@ class AliasPass:
         else:
             cm_body = None
         if plan.writes:
-            if not await self._record_intent(plan):
+            guessed = self._guessed is not None and intend(status, plan, spec=spec) == self.pa.status
+            if self._guessed is not None:
+                METRICS.intent_guesses["adopted" if guessed else "replaced"] += 1
+            if not guessed and not await self._record_intent(plan):
                 return PassResult(delay=backoff(self.failures), transient_failure=True)
+            self._guessed = None  # the stored intent is this plan's
             plan = replace(plan, prior=())  # recorded with the intent
         try:
             await self._write_mlflow(client, known, plan, state)
@@ -318,7 +367,7 @@ class AliasPass:
         """Did the pending move reach MLflow although the alias is elsewhere now? (Someone moved it
         while we were down between our MLflow write and our status write.) MLflow's audit tag on
         the target version, written right after our set_alias, says so."""
-        intent = self.pa.status.pending_move
+        intent = self._base.pending_move
         if intent is None or intent.version is None or intent.version == current:
             return False
         try:
@@ -329,8 +378,8 @@ class AliasPass:
 
     async def _record_intent(self, plan: AliasPlan) -> bool:
         """Write the move to status (pendingMove) before MLflow: no crash can lose it from history."""
-        old = self.pa.status
-        new = intend(old, plan, spec=self.pa.spec)
+        old = self.pa.status  # as stored: `_base`, or a guessed intent that this one replaces
+        new = intend(self._base, plan, spec=self.pa.spec)
         try:
             stored = await self.world.kube.patch_status(
                 PLURAL, self.namespace, self.name, merge_patch(old.to_dict(), new.to_dict())
@@ -403,7 +452,7 @@ class AliasPass:
         updated = (
             plan.history.time
             if plan.history is not None
-            else (self.pa.status.history[-1].time if self.pa.status.history else version.created_at)
+            else (self._base.history[-1].time if self._base.history else version.created_at)
         )
         document = render_projection(
             name=spec.prompt,
@@ -463,8 +512,12 @@ class AliasPass:
         return result
 
     async def _finish(self, outcome: Outcome, *, delay: float, plan: AliasPlan | None = None) -> PassResult:
-        old = self.pa.status
-        new = settle(old, outcome, spec=self.pa.spec, generation=self.generation, now=self.now)
+        old = self.pa.status  # as stored
+        # A guessed intent that no write adopted is withdrawn: settled from the status found.
+        basis = self._base if self._guessed is not None else old
+        if self._guessed is not None:
+            METRICS.intent_guesses["withdrawn"] += 1
+        new = settle(basis, outcome, spec=self.pa.spec, generation=self.generation, now=self.now)
         old_dict = old.to_dict()
         new_dict = new.to_dict()
         if worth_writing(old_dict, new_dict, self.refresh_s):
@@ -477,7 +530,7 @@ class AliasPass:
             except KubeError as exc:
                 log.warning("could not write status of %s/%s: %s", self.namespace, self.name, exc)
                 return PassResult(delay=backoff(self.failures), transient_failure=True)
-        self._events(old, outcome)
+        self._events(basis, outcome)
         return PassResult(delay=delay)
 
     @property

@@ -29,6 +29,9 @@ class Metrics:
         self.registry_polls: Counter[str] = Counter()  # registry ("<ns>/<name>" or "<name>")
         self.prompt_syncs: Counter[str] = Counter()  # registry; MLflow prompt reads for PromptAliases
         self.registry_searches: Counter[str] = Counter()  # registry; drift polls made by searching
+        # Pending moves stored on a guess beside the MLflow read (handlers/alias_reconciler.py), by
+        # what the fresh read made of them: adopted, replaced (a second status write) or withdrawn.
+        self.intent_guesses: Counter[str] = Counter()
         # The PromptAlias work queue (handlers/alias_queue.py): start-up progress and backlog.
         self.queue_depth = 0
         self.aliases_reconciled = 0
@@ -73,6 +76,12 @@ class Metrics:
             "counter",
             "Drift polls that read the prompts in use by searching the registry (reconcile/poll.py).",
             [({"registry": registry}, n) for registry, n in sorted(self.registry_searches.items())],
+        )
+        out.metric(
+            "promptalias_intent_guesses_total",
+            "counter",
+            "Pending moves stored while MLflow was read, by outcome (adopted, replaced, withdrawn).",
+            [({"outcome": outcome}, n) for outcome, n in sorted(self.intent_guesses.items())],
         )
         out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)

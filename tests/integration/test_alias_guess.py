@@ -1,0 +1,116 @@
+"""The pending move stored on a guess while MLflow is read (`AliasPass._guess_intent`).
+
+A spec change of a PromptAlias whose prompt the operator has read before stores the move that read
+predicts (status.pendingMove) at the same time as MLflow is read again, so the alias write can follow
+the fresh read at once. These tests make the operator's last read wrong on purpose (the registry polls
+once an hour; MLflow is changed behind the operator's back) and check that status, history and MLflow
+follow MLflow's fresh answer, never the guess; `promptalias_intent_guesses_total` shows which way each
+guess went, so a test cannot pass without the guess having been made. (`mlflow_client` also points
+`mlflow.genai.register_prompt` at the testbed's MLflow.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from integration.test_alias_operator import mlflow_aliases, pa_yaml, register, status, wait_ready, wait_reason
+from kit import OperatorProcess, apply_yaml, condition, metric_total, wait_for
+from promptalias.testbed import Testbed
+
+pytestmark = pytest.mark.integration
+
+
+def hourly_registry(testbed: Testbed, namespace: str) -> None:
+    """A PromptRegistry whose drift poll comes once an hour: MLflow changes stay unseen meanwhile."""
+    apply_yaml(
+        testbed,
+        f"""
+apiVersion: promptalias.io/v1alpha1
+kind: PromptRegistry
+metadata: {{name: mlflow, namespace: {namespace}}}
+spec:
+  trackingUri: {testbed.mlflow_uri}
+  refreshInterval: 1h
+""",
+    )
+    wait_for(
+        lambda: condition(testbed, "promptregistry", namespace, "mlflow", "Ready") == "True",
+        30,
+        "the PromptRegistry to become Ready",
+    )
+
+
+def guesses(operator: OperatorProcess, outcome: str) -> float:
+    return metric_total(operator.metrics(), "promptalias_intent_guesses_total", outcome=outcome)
+
+
+def set_version(testbed: Testbed, namespace: str, name: str, version: int) -> None:
+    patch = f'{{"spec":{{"version":{version}}}}}'
+    testbed.kubectl("patch", "promptalias", name, "-n", namespace, "--type=merge", "-p", patch)
+
+
+def history(st: dict[str, Any]) -> list[tuple[str, int | None, int | None]]:
+    return [(h["reason"], h.get("previousVersion"), h.get("version")) for h in st.get("history", [])]
+
+
+def test_a_spec_change_adopts_the_guessed_move(
+    testbed: Testbed, namespace: str, prompt_name: str, operator_process: OperatorProcess, mlflow_client: Any
+) -> None:
+    hourly_registry(testbed, namespace)
+    register(prompt_name, 2)
+    apply_yaml(testbed, pa_yaml(namespace, "parser", prompt_name, "production", 1))
+    wait_ready(testbed, namespace, "parser", 1)
+    adopted = guesses(operator_process, "adopted")
+
+    set_version(testbed, namespace, "parser", 2)
+    st = wait_ready(testbed, namespace, "parser", 2)
+
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name)["production"] == 2
+    assert history(st)[-1] == ("Applied", 1, 2)
+    assert "pendingMove" not in st
+    assert guesses(operator_process, "adopted") == adopted + 1
+
+
+def test_a_guess_from_a_stale_read_is_replaced_by_what_mlflow_says(
+    testbed: Testbed, namespace: str, prompt_name: str, operator_process: OperatorProcess, mlflow_client: Any
+) -> None:
+    """The operator last saw the alias at 1; someone moved it to 2 in MLflow; the spec asks for 3.
+    The guess says "1 → 3"; MLflow's answer makes it "observed 1 → 2, then applied 2 → 3"."""
+    hourly_registry(testbed, namespace)
+    register(prompt_name, 3)
+    apply_yaml(testbed, pa_yaml(namespace, "parser", prompt_name, "production", 1))
+    wait_ready(testbed, namespace, "parser", 1)
+    replaced = guesses(operator_process, "replaced")
+
+    mlflow_client.set_prompt_alias(prompt_name, "production", 2)  # unseen: the next poll is an hour away
+    set_version(testbed, namespace, "parser", 3)
+    st = wait_ready(testbed, namespace, "parser", 3)
+
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name)["production"] == 3
+    assert history(st)[-2:] == [("Observed", 1, 2), ("Applied", 2, 3)]
+    assert st["previousVersion"] == 2
+    assert "pendingMove" not in st
+    assert guesses(operator_process, "replaced") == replaced + 1
+
+
+def test_a_guessed_move_that_is_never_written_is_withdrawn(
+    testbed: Testbed, namespace: str, prompt_name: str, operator_process: OperatorProcess, mlflow_client: Any
+) -> None:
+    """spec.version names a version MLflow lacks: the pass stalls before writing, and the pending
+    move stored on the guess must not stay in status (a later pass would take it for our move)."""
+    hourly_registry(testbed, namespace)
+    register(prompt_name, 2)
+    apply_yaml(testbed, pa_yaml(namespace, "parser", prompt_name, "production", 1))
+    wait_ready(testbed, namespace, "parser", 1)
+    withdrawn = guesses(operator_process, "withdrawn")
+
+    set_version(testbed, namespace, "parser", 99)
+    st = wait_reason(testbed, namespace, "parser", "VersionNotFound")
+
+    assert "pendingMove" not in st
+    assert st["resolvedVersion"] == 1
+    assert mlflow_aliases(testbed.mlflow_uri, prompt_name)["production"] == 1
+    assert guesses(operator_process, "withdrawn") == withdrawn + 1
+    assert "pendingMove" not in status(testbed, namespace, "parser")
