@@ -9,6 +9,7 @@ from typing import Any
 
 import kopf
 
+from promptalias.handlers.listen import listen_address
 from promptalias.reconcile.injection import (
     INJECTED_ANNOTATION,
     InjectionSettings,
@@ -26,22 +27,22 @@ IMAGE_ENV = "PROMPTALIAS_SIDECAR_IMAGE"
 
 @kopf.on.startup()
 async def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
-    listen = os.environ.get(LISTEN_ENV)
-    if not listen:
+    address = listen_address(LISTEN_ENV)
+    if address is None:
         return
-    host, _sep, port = listen.rpartition(":")
+    host, port = address
     cert_dir = os.environ.get(CERT_DIR_ENV)
     if cert_dir:
         settings.admission.server = kopf.WebhookServer(
             addr=host or "0.0.0.0",  # noqa: S104 - the operator's own port inside its pod
-            port=int(port),
+            port=port,
             certfile=str(Path(cert_dir) / "tls.crt"),
             pkeyfile=str(Path(cert_dir) / "tls.key"),
         )
     else:  # a self-signed certificate, which is also the CA bundle kopf puts into a managed config
         certfile, keyfile = _self_signed(host or "127.0.0.1")
         settings.admission.server = kopf.WebhookServer(
-            addr=host or "127.0.0.1", port=int(port), certfile=certfile, pkeyfile=keyfile, cafile=certfile
+            addr=host or "127.0.0.1", port=port, certfile=certfile, pkeyfile=keyfile, cafile=certfile
         )
     if os.environ.get(MANAGED_ENV) == "true":
         settings.admission.managed = "promptalias.io"
