@@ -13,10 +13,6 @@ from promptalias.api.base import KubeModel, map_list, plain
 from promptalias.api.conditions import Condition, find_condition
 from promptalias.api.types import API_VERSION
 
-READY_STATUS_PATH: Final = '.status.conditions[?(@.type=="Ready")].status'
-READY_REASON_PATH: Final = '.status.conditions[?(@.type=="Ready")].reason'
-READY_MESSAGE_PATH: Final = '.status.conditions[?(@.type=="Ready")].message'
-
 
 @dataclass(frozen=True)
 class PrinterColumn:
@@ -41,11 +37,15 @@ class PrinterColumn:
         return column
 
 
-READY_COLUMN: Final = PrinterColumn("Ready", "string", READY_STATUS_PATH, "Status of the Ready condition")
-REASON_COLUMN: Final = PrinterColumn("Reason", "string", READY_REASON_PATH, "Reason of the Ready condition")
-MESSAGE_COLUMN: Final = PrinterColumn(
-    "Message", "string", READY_MESSAGE_PATH, "Message of the Ready condition", priority=1
-)
+def _ready_column(name: str, field: str, priority: int = 0) -> PrinterColumn:
+    """A column that shows one field (status, reason, message) of the Ready condition."""
+    path = f'.status.conditions[?(@.type=="Ready")].{field}'
+    return PrinterColumn(name, "string", path, f"{field.capitalize()} of the Ready condition", priority)
+
+
+READY_COLUMN: Final = _ready_column("Ready", "status")
+REASON_COLUMN: Final = _ready_column("Reason", "reason")
+MESSAGE_COLUMN: Final = _ready_column("Message", "message", priority=1)
 AGE_COLUMN: Final = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation")
 
 

@@ -90,23 +90,9 @@ def configure(store: PromptStore | None = None, /, **settings: object) -> Prompt
 
 
 if TYPE_CHECKING:
-    # Typed overloads without importing `typing` at run time (it would cost the import budget):
-    # load_prompt(...) is a Prompt; only allow_missing=True can give None.
-    from typing import Literal, overload
+    from promptalias.client._store import LoadPrompt
 
-    @overload  # type: ignore[no-overload-impl]
-    def load_prompt(
-        name_or_uri: str,
-        version: str | int | None = None,
-        *,
-        key: object = None,
-        allow_missing: Literal[False] = False,
-    ) -> Prompt: ...
-
-    @overload
-    def load_prompt(
-        name_or_uri: str, version: str | int | None = None, *, key: object = None, allow_missing: bool
-    ) -> Prompt | None: ...
+    load_prompt: LoadPrompt
 
 
 def load_prompt(  # type: ignore[no-redef]

@@ -33,7 +33,34 @@ TYPE_CHECKING = False  # typing, logging and threading load on first use: the cl
 if TYPE_CHECKING:
     import threading
     from collections.abc import Callable, Mapping
-    from typing import Any, Final, Literal, overload
+    from typing import Any, Final, Literal, Protocol, overload
+
+    class LoadPrompt(Protocol):
+        """`load_prompt` and `PromptStore.load`: a Prompt; only allow_missing=True can give None.
+
+        Typed overloads without importing `typing` at run time (it would cost the import budget).
+        """
+
+        @overload
+        def __call__(
+            self,
+            name_or_uri: str,
+            version: str | int | None = None,
+            *,
+            key: object = None,
+            allow_missing: Literal[False] = False,
+        ) -> Prompt: ...
+
+        @overload
+        def __call__(
+            self,
+            name_or_uri: str,
+            version: str | int | None = None,
+            *,
+            key: object = None,
+            allow_missing: bool,
+        ) -> Prompt | None: ...
+
 
 DEFAULT_PROMPTS_DIR: Final = "/var/run/promptalias/prompts"
 SIDECAR_WAIT: Final = 30.0
@@ -176,28 +203,9 @@ class PromptStore:
     # ----------------------------------------------------------------------------------------------
     # Request path
     if TYPE_CHECKING:
-        # Typed overloads without importing `typing` at run time (see promptalias.client.load_prompt).
-        @overload
-        def load(
-            self,
-            name_or_uri: str,
-            version: str | int | None = None,
-            *,
-            key: object = None,
-            allow_missing: Literal[False] = False,
-        ) -> Prompt: ...
+        load: LoadPrompt
 
-        @overload
-        def load(
-            self,
-            name_or_uri: str,
-            version: str | int | None = None,
-            *,
-            key: object = None,
-            allow_missing: bool,
-        ) -> Prompt | None: ...
-
-    def load(
+    def load(  # type: ignore[no-redef]
         self,
         name_or_uri: str,
         version: str | int | None = None,

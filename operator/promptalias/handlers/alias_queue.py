@@ -26,8 +26,9 @@ from typing import Final
 
 import kopf
 
-from promptalias.handlers.alias_reconciler import AliasPass, PassResult
+from promptalias.handlers.alias_reconciler import AliasPass
 from promptalias.handlers.metrics import METRICS
+from promptalias.handlers.resource_pass import PassResult
 from promptalias.handlers.state import World
 from promptalias.reconcile.alias_requests import wants_pass
 from promptalias.reconcile.backoff import backoff

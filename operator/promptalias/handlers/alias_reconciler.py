@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ from promptalias.api.duration import parse_duration
 from promptalias.api.promptalias import PromptAlias, PromptAliasStatus
 from promptalias.handlers.authority import refuse_write
 from promptalias.handlers.metrics import METRICS, registry_label
+from promptalias.handlers.resource_pass import PassResult, ResourcePass
 from promptalias.handlers.state import InvalidRegistryConfig, Snapshot, World, snapshot_key
 from promptalias.handlers.worker import backoff
 from promptalias.kube import KubeError
@@ -78,37 +79,22 @@ PLURAL = PromptAlias.PLURAL
 IDLE_RECHECK_S = 600.0  # safety net; the registry poller wakes workers when MLflow changes
 
 
-@dataclass
-class PassResult:
-    """What the daemon needs after a pass: when to run again."""
-
-    delay: float
-    transient_failure: bool = False
-
-
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-class AliasPass:
+class AliasPass(ResourcePass):
     """Carries out one reconcile of one PromptAlias body."""
 
     def __init__(
         self, world: World, body: Mapping[str, Any], *, fresh_after: float | None, failures: int
     ) -> None:
-        self.world = world
-        self.body = body
+        self.pa = PromptAlias.from_body(body)
+        super().__init__(world, body, failures=failures)
         # MLflow must be read no earlier than this (time.monotonic()): a change we were told of
         # after our last read. None: a snapshot younger than refreshInterval will do.
         self.fresh_after = fresh_after
-        self.failures = failures
-        self.pa = PromptAlias.from_body(body)
-        self.meta = body.get("metadata", {})
-        self.namespace = str(self.meta.get("namespace"))
-        self.name = str(self.meta.get("name"))
-        self.uid = str(self.meta.get("uid"))
         self.key = f"{self.namespace}/{self.name}"
-        self.generation = int(self.meta.get("generation") or 1)
         self.me: Owner = world.owner(self.namespace, self.name)
         self.now = _now()
         self.refresh_s = 60.0

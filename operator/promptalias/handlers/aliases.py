@@ -86,11 +86,8 @@ async def alias_deleted(
         return
     known = resolve_registry(spec.registry_ref, namespace, world.namespaces.get(namespace), world.registries)
     if isinstance(known, Unresolved):
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasLeftInMLflow",
-            message=f"registry unavailable ({known.message}); MLflow alias {spec.uri} was not touched",
+        finalizer.left_in_mlflow(
+            f"registry unavailable ({known.message}); MLflow alias {spec.uri} was not touched"
         )
         return
     ours = pa.status.resolved_version

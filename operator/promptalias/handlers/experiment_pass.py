@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
@@ -27,6 +26,7 @@ from promptalias.handlers.authority import refuse_write
 from promptalias.handlers.experiment_analysis import analysis_hook
 from promptalias.handlers.experiment_mlflow import ExperimentRegistry
 from promptalias.handlers.experiment_split import ExperimentState, baseline_uids, publish
+from promptalias.handlers.resource_pass import PassResult, ResourcePass
 from promptalias.handlers.state import InvalidRegistryConfig, World
 from promptalias.kube import KubeError, NotFound
 from promptalias.reconcile.backoff import backoff
@@ -69,29 +69,16 @@ FIELD_MANAGER: Final = "promptalias-experiment"  # the actor of a promotion in t
 IDLE_RECHECK_S: Final = 60.0  # candidate-alias drift safety net when the registry has no refreshInterval
 
 
-@dataclass
-class PassResult:
-    delay: float
-    transient_failure: bool = False
-
-
-class ExperimentPass:
+class ExperimentPass(ResourcePass):
     """Carries out one reconcile of one PromptExperiment body."""
 
     def __init__(
         self, world: World, state: ExperimentState, body: Mapping[str, Any], *, fresh: bool, failures: int
     ) -> None:
-        self.world = world
-        self.state = state
-        self.body = body
-        self.fresh = fresh
-        self.failures = failures
         self.exp = PromptExperiment.from_body(body)
-        self.meta = body.get("metadata", {})
-        self.namespace = str(self.meta.get("namespace"))
-        self.name = str(self.meta.get("name"))
-        self.uid = str(self.meta.get("uid"))
-        self.generation = int(self.meta.get("generation") or 1)
+        super().__init__(world, body, failures=failures)
+        self.state = state
+        self.fresh = fresh
         self.now = datetime.now(UTC)
         self.me = Owner(world.cluster, self.namespace, f"promptexperiment/{self.name}")
         self.recheck_s = IDLE_RECHECK_S
@@ -360,4 +347,4 @@ class ExperimentPass:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
-__all__ = ["FIELD_MANAGER", "IDLE_RECHECK_S", "ExperimentPass", "PassResult"]
+__all__ = ["FIELD_MANAGER", "IDLE_RECHECK_S", "ExperimentPass"]

@@ -19,7 +19,7 @@ import kopf
 from promptalias.api.experiment import PromptExperiment
 from promptalias.api.promptalias import PromptAlias
 from promptalias.api.types import GROUP, VERSION
-from promptalias.handlers.experiment_pass import ExperimentPass, PassResult
+from promptalias.handlers.experiment_pass import ExperimentPass
 from promptalias.handlers.experiment_split import (
     ExperimentState,
     experiment_state,
@@ -28,6 +28,7 @@ from promptalias.handlers.experiment_split import (
     publish,
 )
 from promptalias.handlers.finalizers import Finalizer
+from promptalias.handlers.resource_pass import PassResult
 from promptalias.handlers.scope import in_scope
 from promptalias.handlers.state import InvalidRegistryConfig, World, snapshot_key
 from promptalias.handlers.worker import WorkerSpec, run_worker
@@ -116,12 +117,7 @@ async def experiment_deleted(
         return
     target = await _deletion_target(world, state, uid, namespace, spec.baseline.name)
     if isinstance(target, str):
-        kopf.event(
-            body,
-            type="Warning",
-            reason="AliasLeftInMLflow",
-            message=f"{target}; candidate alias {alias} was not touched",
-        )
+        finalizer.left_in_mlflow(f"{target}; candidate alias {alias} was not touched")
         return
     known, prompt = target
     try:

@@ -97,7 +97,10 @@ class Finalizer:
                 f"kubectl annotate {self.resource.KIND.lower()} {meta.name} {ABANDON_ANNOTATION}=true",
                 delay=step.delay,
             ) from None
-        message = f"gave up {doing} after {elapsed:.0f}s: {exc}{left}"
+        self.left_in_mlflow(f"gave up {doing} after {elapsed:.0f}s: {exc}{left}")
+
+    def left_in_mlflow(self, message: str) -> None:
+        """The AliasLeftInMLflow Warning: the resource goes, and `message` says what stays in MLflow."""
         kopf.event(self.body, type="Warning", reason="AliasLeftInMLflow", message=message)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import kopf
 
+from promptalias.handlers.listen import listen_address
 from promptalias.reconcile.injection import (
     INJECTED_ANNOTATION,
     InjectionSettings,
@@ -26,22 +27,22 @@ IMAGE_ENV = "PROMPTALIAS_SIDECAR_IMAGE"
 
 @kopf.on.startup()
 async def configure_admission(settings: kopf.OperatorSettings, **_: Any) -> None:
-    listen = os.environ.get(LISTEN_ENV)
-    if not listen:
+    address = listen_address(LISTEN_ENV)
+    if address is None:
         return
-    host, _sep, port = listen.rpartition(":")
+    host, port = address
     cert_dir = os.environ.get(CERT_DIR_ENV)
     if cert_dir:
         settings.admission.server = kopf.WebhookServer(
             addr=host or "0.0.0.0",  # noqa: S104 - the operator's own port inside its pod
-            port=int(port),
+            port=port,
             certfile=str(Path(cert_dir) / "tls.crt"),
             pkeyfile=str(Path(cert_dir) / "tls.key"),
         )
     else:  # a self-signed certificate, which is also the CA bundle kopf puts into a managed config
         certfile, keyfile = _self_signed(host or "127.0.0.1")
         settings.admission.server = kopf.WebhookServer(
-            addr=host or "127.0.0.1", port=int(port), certfile=certfile, pkeyfile=keyfile, cafile=certfile
+            addr=host or "127.0.0.1", port=port, certfile=certfile, pkeyfile=keyfile, cafile=certfile
         )
     if os.environ.get(MANAGED_ENV) == "true":
         settings.admission.managed = "promptalias.io"
@@ -55,35 +56,25 @@ def _self_signed(host: str) -> tuple[str, str]:
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    from promptalias.certificates import certificate_builder, new_key, pem_key
+
+    key = new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     try:
         san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
         san = x509.DNSName(host)
-    now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
+        certificate_builder(name, name, key, dt.timedelta(days=365))
         .add_extension(x509.SubjectAlternativeName([san]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     directory = Path(tempfile.mkdtemp(prefix="promptalias-admission-"))
     (directory / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    (directory / "tls.key").write_bytes(pem_key(key))
     return str(directory / "tls.crt"), str(directory / "tls.key")
 
 

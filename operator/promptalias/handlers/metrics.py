@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from typing import Any
 
@@ -11,7 +10,8 @@ import kopf
 from aiohttp import web
 
 from promptalias.handlers.experiment_analysis import write_gauges
-from promptalias.prometheus import TextWriter
+from promptalias.handlers.listen import listen_address
+from promptalias.prometheus import TextWriter, by_label
 from promptalias.reconcile.registry import RegistryKey
 
 log = logging.getLogger(__name__)
@@ -57,54 +57,52 @@ class Metrics:
             "promptalias_alias_writes_total",
             "counter",
             "MLflow alias moves made by the operator, by reason.",
-            [({"reason": reason}, n) for reason, n in sorted(self.alias_writes.items())],
+            by_label("reason", self.alias_writes),
         )
-        out.metric(
-            "promptalias_registry_polls_total",
-            "counter",
-            "Completed drift polls (every prompt in use read once) per registry.",
-            [({"registry": registry}, n) for registry, n in sorted(self.registry_polls.items())],
+        per_registry = (
+            (
+                "promptalias_registry_polls_total",
+                "Completed drift polls (every prompt in use read once) per registry.",
+                self.registry_polls,
+            ),
+            (
+                "promptalias_prompt_syncs_total",
+                "MLflow prompt reads (registered-models/get) made to reconcile PromptAliases, per registry.",
+                self.prompt_syncs,
+            ),
+            (
+                "promptalias_registry_searches_total",
+                "Drift polls that read the prompts in use by searching the registry (reconcile/poll.py).",
+                self.registry_searches,
+            ),
         )
-        out.metric(
-            "promptalias_prompt_syncs_total",
-            "counter",
-            "MLflow prompt reads (registered-models/get) made to reconcile PromptAliases, per registry.",
-            [({"registry": registry}, n) for registry, n in sorted(self.prompt_syncs.items())],
-        )
-        out.metric(
-            "promptalias_registry_searches_total",
-            "counter",
-            "Drift polls that read the prompts in use by searching the registry (reconcile/poll.py).",
-            [({"registry": registry}, n) for registry, n in sorted(self.registry_searches.items())],
-        )
+        for name, help_text, counts in per_registry:
+            out.metric(name, "counter", help_text, by_label("registry", counts))
         out.metric(
             "promptalias_intent_guesses_total",
             "counter",
             "Pending moves stored while MLflow was read, by outcome (adopted, replaced, withdrawn).",
-            [({"outcome": outcome}, n) for outcome, n in sorted(self.intent_guesses.items())],
+            by_label("outcome", self.intent_guesses),
         )
         out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)
         out.sample("promptalias_reconcile_duration_seconds_count", {}, self.duration_count)
-        out.metric(
-            "promptalias_queue_depth",
-            "gauge",
-            "PromptAliases due for a reconcile pass now (the work queue's backlog).",
-            [({}, self.queue_depth)],
+        gauges = (
+            (
+                "promptalias_queue_depth",
+                "PromptAliases due for a reconcile pass now (the work queue's backlog).",
+                self.queue_depth,
+            ),
+            (
+                "promptalias_aliases_reconciled",
+                "PromptAliases this process has reconciled at least once, of promptalias_aliases_known.",
+                self.aliases_reconciled,
+            ),
+            ("promptalias_aliases_known", "PromptAliases this process serves.", self.aliases_known),
+            ("promptalias_up", "The operator process is running.", self.up),
         )
-        out.metric(
-            "promptalias_aliases_reconciled",
-            "gauge",
-            "PromptAliases this process has reconciled at least once, of promptalias_aliases_known.",
-            [({}, self.aliases_reconciled)],
-        )
-        out.metric(
-            "promptalias_aliases_known",
-            "gauge",
-            "PromptAliases this process serves.",
-            [({}, self.aliases_known)],
-        )
-        out.metric("promptalias_up", "gauge", "The operator process is running.", [({}, self.up)])
+        for name, help_text, value in gauges:
+            out.single(name, "gauge", help_text, value)
         write_gauges(out)  # spec.analysis (handlers/experiment_analysis.py)
         return out.render()
 
@@ -119,11 +117,12 @@ def registry_label(key: RegistryKey) -> str:
 
 @kopf.on.startup()
 async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
-    listen = os.environ.get(METRICS_LISTEN_ENV)
-    if not listen:
-        return
-    bind_host, _sep, port = listen.rpartition(":")
+    address = listen_address(METRICS_LISTEN_ENV)
+    if address is not None:
+        memo.metrics_runner = await _serve_metrics(*address)
 
+
+async def _serve_metrics(host: str, port: int) -> web.AppRunner:
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text=METRICS.render(), content_type="text/plain", charset="utf-8")
 
@@ -131,9 +130,9 @@ async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, bind_host or "0.0.0.0", int(port)).start()  # noqa: S104 - the operator's own port
-    memo.metrics_runner = runner
-    log.info("metrics on http://%s/metrics", listen)
+    await web.TCPSite(runner, host or "0.0.0.0", port).start()  # noqa: S104 - the operator's own port
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return runner
 
 
 @kopf.on.cleanup()

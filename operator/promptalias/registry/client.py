@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -59,6 +59,13 @@ _SEARCH_PAGE = 1000  # the server's cap for registered-models/search
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 MAX_PAGES = 100  # search/list: at most 100 pages of 1000 (a server repeating a page token stops too)
 MAX_CONNECTIONS = 32  # requests in flight per registry client (and its connection pool)
+
+
+class _Payload(TypedDict, total=False):
+    """What a request carries besides its method and path (`_json` passes it on to `_send`)."""
+
+    query: dict[str, str] | None
+    body: dict[str, Any] | None
 
 
 class MlflowRegistry:
@@ -375,16 +382,8 @@ class MlflowRegistry:
             )
         return self._session
 
-    async def _json(
-        self,
-        method: str,
-        path: str,
-        call: Call,
-        *,
-        query: dict[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        raw = await self._send(method, path, call, query=query, body=body, expect_json=True)
+    async def _json(self, method: str, path: str, call: Call, **payload: Unpack[_Payload]) -> dict[str, Any]:
+        raw = await self._send(method, path, call, expect_json=True, **payload)
         try:
             data = json.loads(raw) if raw.strip() else {}
         except ValueError:

@@ -70,13 +70,13 @@ class KubeConnection:
 
 def _tls_context(
     *,
-    ca_file: str | None,
-    ca_data: bytes | None,
-    cert_file: str | None,
-    key_file: str | None,
-    cert_data: bytes | None,
-    key_data: bytes | None,
-    insecure: bool,
+    ca_file: str | None = None,
+    ca_data: bytes | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+    cert_data: bytes | None = None,
+    key_data: bytes | None = None,
+    insecure: bool = False,
 ) -> ssl.SSLContext:
     context = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
     if insecure:
@@ -117,18 +117,9 @@ def in_cluster(
     namespace = None
     with contextlib.suppress(OSError):
         namespace = Path(sa_dir, "namespace").read_text(encoding="utf-8").strip() or None
-    context = _tls_context(
-        ca_file=ca if os.path.exists(ca) else None,
-        ca_data=None,
-        cert_file=None,
-        key_file=None,
-        cert_data=None,
-        key_data=None,
-        insecure=False,
-    )
     return KubeConnection(
         server=f"https://{host}:{port}",
-        ssl_context=context,
+        ssl_context=_tls_context(ca_file=ca if os.path.exists(ca) else None),
         token=TokenSource(path=token_path),
         namespace=namespace,
         source="in-cluster service account",

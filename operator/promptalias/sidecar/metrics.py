@@ -58,33 +58,28 @@ def render(f: SidecarFigures) -> str:
             for s in f.statuses
         ],
     )
-    out.metric(
-        "promptalias_sidecar_writes_total", "counter", "Atomic updates of the directory.", [({}, f.writes)]
+    unlabelled = (
+        ("promptalias_sidecar_writes_total", "counter", "Atomic updates of the directory.", f.writes),
+        ("promptalias_sidecar_write_errors_total", "counter", "Failed directory updates.", f.write_errors),
+        (
+            "promptalias_sidecar_invalid_documents_total",
+            "counter",
+            "Projection documents refused as invalid (the previous good one is kept).",
+            f.invalid_documents,
+        ),
+        (
+            "promptalias_sidecar_untrusted_configmaps",
+            "gauge",
+            "Labelled ConfigMaps ignored because the operator did not write them (no PromptAlias owner).",
+            f.untrusted_configmaps,
+        ),
+        ("promptalias_sidecar_prompts", "gauge", "Prompt files served.", f.prompts),
+        ("promptalias_sidecar_ready", "gauge", "1 after the first full sync.", int(f.ready)),
+        ("promptalias_sidecar_healthy", "gauge", "1 while /healthz passes.", int(f.healthy)),
+        ("promptalias_sidecar_long_polls", "gauge", "Requests waiting for a change.", f.long_polls),
     )
-    out.metric(
-        "promptalias_sidecar_write_errors_total",
-        "counter",
-        "Failed directory updates.",
-        [({}, f.write_errors)],
-    )
-    out.metric(
-        "promptalias_sidecar_invalid_documents_total",
-        "counter",
-        "Projection documents refused as invalid (the previous good one is kept).",
-        [({}, f.invalid_documents)],
-    )
-    out.metric(
-        "promptalias_sidecar_untrusted_configmaps",
-        "gauge",
-        "Labelled ConfigMaps ignored because the operator did not write them (no PromptAlias owner).",
-        [({}, f.untrusted_configmaps)],
-    )
-    out.metric("promptalias_sidecar_prompts", "gauge", "Prompt files served.", [({}, f.prompts)])
-    out.metric("promptalias_sidecar_ready", "gauge", "1 after the first full sync.", [({}, int(f.ready))])
-    out.metric("promptalias_sidecar_healthy", "gauge", "1 while /healthz passes.", [({}, int(f.healthy))])
-    out.metric(
-        "promptalias_sidecar_long_polls", "gauge", "Requests waiting for a change.", [({}, f.long_polls)]
-    )
+    for name, kind, help_text, value in unlabelled:
+        out.single(name, kind, help_text, value)
     if f.notifier is not None:
         out.metric(
             "promptalias_sidecar_notifications_total",

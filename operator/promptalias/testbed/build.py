@@ -20,7 +20,7 @@ from promptalias.testbed.gobuild import (
     cache_root,
     find_source_root,
     go_env,
-    kubernetes_ldflags,
+    kubernetes_target,
     locked,
     manifest_valid,
     sha256_file,
@@ -39,11 +39,6 @@ _locked = locked
 _go_env = go_env
 
 
-def _kubernetes(name: str) -> GoTarget:
-    # providerless drops the in-tree cloud providers a loopback plane never needs
-    return GoTarget(name, f"k8s.io/kubernetes/cmd/{name}", kubernetes_ldflags(K8S_VERSION), "providerless")
-
-
 CONTROL_PLANE = GoModuleBuild(
     what="control plane",
     module=MODULE_DIR,
@@ -52,9 +47,9 @@ CONTROL_PLANE = GoModuleBuild(
     version=K8S_VERSION,
     targets=(
         GoTarget("etcd", "go.etcd.io/etcd/server/v3"),
-        _kubernetes("kube-apiserver"),
-        _kubernetes("kube-controller-manager"),
-        _kubernetes("kubectl"),
+        kubernetes_target("kube-apiserver", K8S_VERSION),
+        kubernetes_target("kube-controller-manager", K8S_VERSION),
+        kubernetes_target("kubectl", K8S_VERSION),
     ),
     digest_seed=K8S_VERSION,
     manifest_extra={"etcdVersion": ETCD_VERSION},

@@ -15,17 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from promptalias.certificates import certificate_builder, new_key, pem_key
+
 _VALIDITY = dt.timedelta(days=30)
-
-
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def _name(common_name: str, organization: str | None = None) -> x509.Name:
@@ -64,15 +56,8 @@ def _certificate(
     sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
     """A certificate for `key` signed by `signer`: the CA (self-signed), or a server or client leaf."""
-    now = dt.datetime.now(dt.UTC)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
+        certificate_builder(subject, issuer, key, _VALIDITY)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -101,10 +86,10 @@ def write_pki(directory: Path, extra_ips: list[str] | None = None) -> Pki:
     """Create a CA and every certificate and key the control plane needs, in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
-    ca_key = _key()
+    ca_key = new_key()
     ca_name = _name("promptalias-testbed-ca")
     ca = _certificate(ca_key, ca_name, ca_name, ca_key, ca=True)
-    pki.ca_key.write_bytes(_pem_key(ca_key))
+    pki.ca_key.write_bytes(pem_key(ca_key))
     pki.ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
 
     sans: list[x509.GeneralName] = [
@@ -122,13 +107,13 @@ def write_pki(directory: Path, extra_ips: list[str] | None = None) -> Pki:
         (pki.admin_crt, pki.admin_key, _name("promptalias-admin", "system:masters"), False, None),
         (pki.kcm_crt, pki.kcm_key, _name("system:kube-controller-manager"), False, None),
     ):
-        key = _key()
+        key = new_key()
         cert = _certificate(ca_key, ca_name, subject, key, server=server, sans=names)
-        key_path.write_bytes(_pem_key(key))
+        key_path.write_bytes(pem_key(key))
         crt_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    sa_key = _key()
-    pki.sa_key.write_bytes(_pem_key(sa_key))
+    sa_key = new_key()
+    pki.sa_key.write_bytes(pem_key(sa_key))
     pki.sa_pub.write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

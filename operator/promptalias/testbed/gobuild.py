@@ -120,6 +120,12 @@ class GoTarget:
     tags: str = ""
 
 
+def kubernetes_target(name: str, version: str) -> GoTarget:
+    """A command of kubernetes/kubernetes (k8s.io/kubernetes/cmd/<name>), stamped with `version`."""
+    # providerless drops the in-tree cloud providers a loopback plane and a test node never need
+    return GoTarget(name, f"k8s.io/kubernetes/cmd/{name}", kubernetes_ldflags(version), "providerless")
+
+
 @dataclass(frozen=True)
 class GoModuleBuild:
     """The binaries of one wrapper module, cached by version + inputs digest under cache_root()."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptalias.testbed.build import K8S_VERSION
-from promptalias.testbed.gobuild import GoModuleBuild, GoTarget, cache_root, kubernetes_ldflags
+from promptalias.testbed.gobuild import GoModuleBuild, GoTarget, cache_root, kubernetes_target
 
 NODE_MODULE_DIR = Path("hack") / "node"
 NODE_BINARIES = ("kube-scheduler", "kube-proxy", "kubelet")
@@ -26,10 +26,7 @@ NODE = GoModuleBuild(
     cache_name=f"node-{K8S_VERSION}",
     version_key="k8sVersion",
     version=K8S_VERSION,
-    targets=tuple(
-        GoTarget(name, f"k8s.io/kubernetes/cmd/{name}", kubernetes_ldflags(K8S_VERSION), "providerless")
-        for name in NODE_BINARIES
-    ),
+    targets=tuple(kubernetes_target(name, K8S_VERSION) for name in NODE_BINARIES),
     digest_seed=f"node {K8S_VERSION}",
     digest_files=("go.mod", "go.sum", "tools.go"),
     cold_hint="cold: ~5-10 min with the control plane's Go build cache warm, ~25 min without",
