@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The last step of `make test`: every test, unit → integration → e2e in one pytest session.
+# With the node (root, PROMPTALIAS_NODE != 0), tests/node runs in a second pytest session at the
+# same time: it has its own testbed (a control plane with a real node) and spends most of its time
+# waiting for pods, so beside the other session it costs the suite about a minute instead of six.
+# Its output goes to a log file that is printed when both sessions are done; either failing fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+
+if [ "$(id -u)" != 0 ] || [ "${PROMPTALIAS_NODE:-1}" = 0 ]; then
+  exec "$py" -m pytest tests "$@"
+fi
+
+log=$(mktemp -t promptalias-node-tests.XXXXXX.log)
+echo "==> tests/node runs beside the other tests, in its own session on its own testbed (log: $log)"
+started=$(date +%s)
+"$py" -m pytest tests/node "$@" >"$log" 2>&1 &
+node_pid=$!
+trap 'kill -INT "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null' INT TERM
+
+"$py" -m pytest tests --ignore=tests/node "$@"
+main_rc=$?
+
+if kill -0 "$node_pid" 2>/dev/null; then
+  echo "==> waiting for tests/node (running $(( $(date +%s) - started ))s; log: $log)"
+fi
+wait "$node_pid"
+node_rc=$?
+trap - INT TERM
+echo "==> tests/node (exit $node_rc, $(( $(date +%s) - started ))s):"
+cat "$log"
+if [ "$main_rc" != 0 ] || [ "$node_rc" != 0 ]; then
+  echo "error: tests failed (unit/integration/e2e exit $main_rc, tests/node exit $node_rc); see above" >&2
+  exit 1
+fi
