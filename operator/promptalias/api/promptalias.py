@@ -26,15 +26,7 @@ from pydantic import Field, StrictBool
 
 from promptalias.api.base import KubeModel, atomic_list
 from promptalias.api.cel import Rule, Validations, immutable
-from promptalias.api.resource import (
-    AGE_COLUMN,
-    MESSAGE_COLUMN,
-    READY_COLUMN,
-    REASON_COLUMN,
-    PrinterColumn,
-    Resource,
-    StatusBase,
-)
+from promptalias.api.resource import PrinterColumn, Resource, StatusBase, ready_columns
 from promptalias.api.types import (
     PROMPT_AND_ALIAS_MAX_LENGTH,
     AliasName,
@@ -221,15 +213,11 @@ class PromptAlias(Resource):
     PLURAL: ClassVar[str] = "promptaliases"
     SINGULAR: ClassVar[str] = "promptalias"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("pa",)
-    PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = (
+    PRINTER_COLUMNS: ClassVar[tuple[PrinterColumn, ...]] = ready_columns(
         PrinterColumn("Prompt", "string", ".spec.prompt", "MLflow prompt name"),
         PrinterColumn("Alias", "string", ".spec.alias", "MLflow alias"),
         PrinterColumn("Version", "integer", ".spec.version", "Desired version (empty: follows MLflow)"),
         PrinterColumn("Resolved", "integer", ".status.resolvedVersion", "Version the alias points at now"),
-        READY_COLUMN,
-        REASON_COLUMN,
-        MESSAGE_COLUMN,
-        AGE_COLUMN,
     )
     SELECTABLE_FIELDS: ClassVar[tuple[str, ...]] = (".spec.prompt", ".spec.alias", ".spec.registryRef.name")
 

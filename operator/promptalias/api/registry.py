@@ -27,15 +27,7 @@ from pydantic import Field, StrictBool
 from promptalias.api.base import KubeModel, atomic_list, set_list
 from promptalias.api.cel import Rule, Validations, cel_quote, regex_check
 from promptalias.api.duration import Duration, duration_rule
-from promptalias.api.resource import (
-    AGE_COLUMN,
-    MESSAGE_COLUMN,
-    READY_COLUMN,
-    REASON_COLUMN,
-    PrinterColumn,
-    Resource,
-    StatusBase,
-)
+from promptalias.api.resource import PrinterColumn, Resource, StatusBase, ready_columns
 from promptalias.api.types import LabelSelector, NamespaceName, ObjectName, SecretKey, WorkspaceName
 
 TRACKING_URI_MAX_LENGTH: Final = 2048
@@ -331,13 +323,9 @@ class RegistryStatus(StatusBase):
     """When the operator last reached the server."""
 
 
-_REGISTRY_COLUMNS: Final = (
+_REGISTRY_COLUMNS: Final = ready_columns(
     PrinterColumn("URI", "string", ".spec.trackingUri", "MLflow tracking URI"),
-    READY_COLUMN,
-    REASON_COLUMN,
-    PrinterColumn("Server", "string", ".status.serverVersion", "MLflow server version"),
-    MESSAGE_COLUMN,
-    AGE_COLUMN,
+    detail=(PrinterColumn("Server", "string", ".status.serverVersion", "MLflow server version"),),
 )
 
 

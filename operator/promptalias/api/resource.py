@@ -49,6 +49,12 @@ MESSAGE_COLUMN: Final = _ready_column("Message", "message", priority=1)
 AGE_COLUMN: Final = PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Time since creation")
 
 
+def ready_columns(*own: PrinterColumn, detail: tuple[PrinterColumn, ...] = ()) -> tuple[PrinterColumn, ...]:
+    """The kind's own columns, then the layout the kinds with a Ready reason share: Ready, Reason,
+    `detail`, Message (`-o wide`), Age."""
+    return (*own, READY_COLUMN, REASON_COLUMN, *detail, MESSAGE_COLUMN, AGE_COLUMN)
+
+
 class ObjectMeta(KubeModel):
     """The parts of metav1.ObjectMeta the operator reads."""
 

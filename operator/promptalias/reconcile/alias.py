@@ -86,6 +86,16 @@ class AliasPlan:
         return self.write_version is not None
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What a pass saw in MLflow, who it is and when: what both planners decide from."""
+
+    current: int | None  # where the MLflow alias points (None: absent)
+    owner_mark: Owner | None  # whom the prompt's owner tag names for this alias
+    me: Owner
+    now: datetime
+
+
 def _entry(
     version: int | None,
     previous: int | None,
@@ -125,23 +135,15 @@ def plan_alias(
     pending write was carried out, even though the alias is elsewhere now.
     """
     status, recovered = recover_pending_move(status, current, landed=pending_landed)
+    seen = _Seen(current, owner_mark, me, now)
     if spec.version is None:
-        plan = _plan_follow(
-            spec, status, current=current, owner_mark=owner_mark, me=me, now=now, rollback_to=rollback_to
-        )
+        plan = _plan_follow(spec, status, seen, rollback_to=rollback_to)
     else:
         # An explicit, audited takeover claims the alias from the owner its MLflow tag names.
         taking_over = takeover and owner_mark is not None and owner_mark != me
-        plan = _plan_pinned(
-            spec,
-            status,
-            generation=generation,
-            current=current,
-            owner_mark=None if taking_over else owner_mark,
-            me=me,
-            now=now,
-            spec_actor=spec_actor,
-        )
+        if taking_over:
+            seen = replace(seen, owner_mark=None)
+        plan = _plan_pinned(spec, status, seen, generation=generation, spec_actor=spec_actor)
         if taking_over:
             plan = replace(plan, claim=True, took_over=f"took over alias {spec.alias!r} from {owner_mark}")
     if recovered is not None:
@@ -195,16 +197,9 @@ def intend(status: PromptAliasStatus, plan: AliasPlan, *, spec: PromptAliasSpec)
 
 
 def _plan_pinned(
-    spec: PromptAliasSpec,
-    status: PromptAliasStatus,
-    *,
-    generation: int,
-    current: int | None,
-    owner_mark: Owner | None,
-    me: Owner,
-    now: datetime,
-    spec_actor: str | None,
+    spec: PromptAliasSpec, status: PromptAliasStatus, seen: _Seen, *, generation: int, spec_actor: str | None
 ) -> AliasPlan:
+    current, owner_mark, me, now = seen.current, seen.owner_mark, seen.me, seen.now
     desired = spec.version
     assert desired is not None
     if owner_mark is not None and owner_mark != me:
@@ -318,15 +313,9 @@ def _applied_reason(desired: int, status: PromptAliasStatus) -> HistoryReason:
 
 
 def _plan_follow(
-    spec: PromptAliasSpec,
-    status: PromptAliasStatus,
-    *,
-    current: int | None,
-    owner_mark: Owner | None,
-    me: Owner,
-    now: datetime,
-    rollback_to: int | None,
+    spec: PromptAliasSpec, status: PromptAliasStatus, seen: _Seen, *, rollback_to: int | None
 ) -> AliasPlan:
+    current, owner_mark, me, now = seen.current, seen.owner_mark, seen.me, seen.now
     known = status.resolved_version
     release = owner_mark == me  # switched from pinned to follow: stop claiming the alias
     refused = None
@@ -337,9 +326,9 @@ def _plan_follow(
         )
         rollback_to = None
     if rollback_to is not None and current is not None and rollback_to != current:
-        seen: tuple[HistoryEntry, ...] = ()
+        observed: tuple[HistoryEntry, ...] = ()
         if known is not None and known != current:
-            seen = (
+            observed = (
                 _observed(current, known, now, f"alias moved in MLflow to version {current} (was {known})"),
             )
         return AliasPlan(
@@ -355,7 +344,7 @@ def _plan_follow(
                 OPERATOR_ACTOR,
                 f"rollback requested: alias moved in MLflow from version {current} to {rollback_to}",
             ),
-            prior=seen,
+            prior=observed,
         )
     if current is None:
         last = status.history[-1] if status.history else None
@@ -489,42 +478,29 @@ def settled_from_plan(
     """The outcome of a plan whose writes all succeeded."""
     if plan.alias_missing:
         kept = f"; pods keep version {plan.resolved_version}" if plan.resolved_version is not None else ""
-        outcome = Outcome(
-            ready=False,
-            reason=Reason.ALIAS_NOT_FOUND,
-            message=(
-                f"alias {spec.alias!r} of prompt {spec.prompt!r} does not exist in MLflow; the operator "
-                f"follows it and never creates it (set it in MLflow, or set spec.version){kept}"
-            ),
+        message = (
+            f"alias {spec.alias!r} of prompt {spec.prompt!r} does not exist in MLflow; the operator "
+            f"follows it and never creates it (set it in MLflow, or set spec.version){kept}"
         )
+        outcome = Outcome(ready=False, reason=Reason.ALIAS_NOT_FOUND, message=message)
     elif plan.drifted:
         where = f"version {plan.resolved_version}" if plan.resolved_version is not None else "nothing"
-        outcome = Outcome(
-            ready=False,
-            reason=Reason.DRIFT_DETECTED,
-            message=(
-                f"alias was moved outside Git and points at {where}, not {spec.version}; driftPolicy is "
-                "Report, so it is left there"
-            ),
-            drifted=True,
-            applied_version=spec.version,
-            synced=True,
+        message = (
+            f"alias was moved outside Git and points at {where}, not {spec.version}; driftPolicy is "
+            "Report, so it is left there"
         )
+        outcome = Outcome(ready=False, reason=Reason.DRIFT_DETECTED, message=message, drifted=True)
     else:
         following = spec.version is None
-        outcome = Outcome(
-            ready=True,
-            reason=Reason.SYNCED,
-            message=(
-                f"following MLflow: {spec.uri} is version {plan.resolved_version}"
-                if following
-                else f"{spec.uri} points at version {plan.resolved_version}"
-            ),
-            drifted=None if following else False,
-            applied_version=spec.version,
-            owner=owner,
-            synced=True,
+        message = (
+            f"following MLflow: {spec.uri} is version {plan.resolved_version}"
+            if following
+            else f"{spec.uri} points at version {plan.resolved_version}"
         )
+        drifted = None if following else False
+        outcome = Outcome(ready=True, reason=Reason.SYNCED, message=message, drifted=drifted, owner=owner)
+    if not plan.alias_missing:  # the alias is where the plan left it: spec.version carried out
+        outcome = replace(outcome, applied_version=spec.version, synced=True)
     # Whatever the verdict, the status records where the plan left the alias and its projection.
     return replace(
         outcome,
