@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # The last step of `make test`: every test, unit → integration → e2e in one pytest session.
 # With the node (root, PROMPTALIAS_NODE != 0), tests/node runs in a second pytest session at the
-# same time: it has its own testbed (a control plane with a real node) and spends most of its time
-# waiting for pods, so beside the other session it costs the suite about a minute instead of six.
+# same time: it has its own testbed (a control plane with a real node), and much of its time is
+# spent waiting for pods and probes, which the other session fills. On 2 cores the two still share
+# the CPU, so the other session runs slower; docs/node.md has the measured times.
 # Its output goes to a log file that is printed when both sessions are done; either failing fails.
+# --durations: the slowest tests in the log, for whoever next makes the suite faster.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 
 if [ "$(id -u)" != 0 ] || [ "${PROMPTALIAS_NODE:-1}" = 0 ]; then
-  exec "$py" -m pytest tests "$@"
+  exec "$py" -m pytest tests --durations=25 "$@"
 fi
 
 log=$(mktemp -t promptalias-node-tests.XXXXXX.log)
 echo "==> tests/node runs beside the other tests, in its own session on its own testbed (log: $log)"
 started=$(date +%s)
-"$py" -m pytest tests/node "$@" >"$log" 2>&1 &
+"$py" -m pytest tests/node --durations=10 "$@" >"$log" 2>&1 &
 node_pid=$!
 trap 'kill -INT "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null' INT TERM
 
-"$py" -m pytest tests --ignore=tests/node "$@"
+"$py" -m pytest tests --ignore=tests/node --durations=25 "$@"
 main_rc=$?
 
 if kill -0 "$node_pid" 2>/dev/null; then
