@@ -89,9 +89,9 @@ def apply_yaml(testbed: Testbed, text: str) -> None:
     testbed.kubectl("apply", "-f", "-", stdin=text)
 
 
-def ready_registry(testbed: Testbed, namespace: str) -> str:
-    """A PromptRegistry `mlflow` in `namespace` for the testbed's MLflow (refreshInterval 2s), waited
-    for until Ready (by whichever operator serves the namespace). Returns its name."""
+def ready_registry(testbed: Testbed, namespace: str, refresh_interval: str = "2s") -> str:
+    """A PromptRegistry `mlflow` in `namespace` for the testbed's MLflow (refreshInterval 2s unless
+    told), waited for until Ready (by whichever operator serves the namespace). Returns its name."""
     apply_yaml(
         testbed,
         f"""
@@ -100,7 +100,7 @@ kind: PromptRegistry
 metadata: {{name: mlflow, namespace: {namespace}}}
 spec:
   trackingUri: {testbed.mlflow_uri}
-  refreshInterval: 2s
+  refreshInterval: {refresh_interval}
 """,
     )
     wait_for(

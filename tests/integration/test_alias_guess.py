@@ -16,30 +16,20 @@ from typing import Any
 import pytest
 
 from integration.test_alias_operator import mlflow_aliases, pa_yaml, register, status, wait_ready, wait_reason
-from kit import OperatorProcess, apply_yaml, condition, metric_total, wait_for
+from kit import OperatorProcess, apply_yaml, metric_total, ready_registry
 from promptalias.testbed import Testbed
 
 pytestmark = pytest.mark.integration
 
 
-def hourly_registry(testbed: Testbed, namespace: str) -> None:
-    """A PromptRegistry whose drift poll comes once an hour: MLflow changes stay unseen meanwhile."""
-    apply_yaml(
-        testbed,
-        f"""
-apiVersion: promptalias.io/v1alpha1
-kind: PromptRegistry
-metadata: {{name: mlflow, namespace: {namespace}}}
-spec:
-  trackingUri: {testbed.mlflow_uri}
-  refreshInterval: 1h
-""",
-    )
-    wait_for(
-        lambda: condition(testbed, "promptregistry", namespace, "mlflow", "Ready") == "True",
-        30,
-        "the PromptRegistry to become Ready",
-    )
+def parser_ready_at_1(testbed: Testbed, namespace: str, prompt: str, versions: int) -> None:
+    """`versions` versions of `prompt`, a registry whose drift poll comes once an hour (MLflow
+    changes stay unseen meanwhile), and PromptAlias `parser` Ready at version 1: the operator's last
+    read of the prompt says `production` is at 1."""
+    ready_registry(testbed, namespace, refresh_interval="1h")
+    register(prompt, versions)
+    apply_yaml(testbed, pa_yaml(namespace, "parser", prompt, "production", 1))
+    wait_ready(testbed, namespace, "parser", 1)
 
 
 def guesses(operator: OperatorProcess, outcome: str) -> float:
@@ -58,10 +48,7 @@ def history(st: dict[str, Any]) -> list[tuple[str, int | None, int | None]]:
 def test_a_spec_change_adopts_the_guessed_move(
     testbed: Testbed, namespace: str, prompt_name: str, operator_process: OperatorProcess, mlflow_client: Any
 ) -> None:
-    hourly_registry(testbed, namespace)
-    register(prompt_name, 2)
-    apply_yaml(testbed, pa_yaml(namespace, "parser", prompt_name, "production", 1))
-    wait_ready(testbed, namespace, "parser", 1)
+    parser_ready_at_1(testbed, namespace, prompt_name, 2)
     adopted = guesses(operator_process, "adopted")
 
     set_version(testbed, namespace, "parser", 2)
@@ -78,10 +65,7 @@ def test_a_guess_from_a_stale_read_is_replaced_by_what_mlflow_says(
 ) -> None:
     """The operator last saw the alias at 1; someone moved it to 2 in MLflow; the spec asks for 3.
     The guess says "1 → 3"; MLflow's answer makes it "observed 1 → 2, then applied 2 → 3"."""
-    hourly_registry(testbed, namespace)
-    register(prompt_name, 3)
-    apply_yaml(testbed, pa_yaml(namespace, "parser", prompt_name, "production", 1))
-    wait_ready(testbed, namespace, "parser", 1)
+    parser_ready_at_1(testbed, namespace, prompt_name, 3)
     replaced = guesses(operator_process, "replaced")
 
     mlflow_client.set_prompt_alias(prompt_name, "production", 2)  # unseen: the next poll is an hour away
@@ -100,10 +84,7 @@ def test_a_guessed_move_that_is_never_written_is_withdrawn(
 ) -> None:
     """spec.version names a version MLflow lacks: the pass stalls before writing, and the pending
     move stored on the guess must not stay in status (a later pass would take it for our move)."""
-    hourly_registry(testbed, namespace)
-    register(prompt_name, 2)
-    apply_yaml(testbed, pa_yaml(namespace, "parser", prompt_name, "production", 1))
-    wait_ready(testbed, namespace, "parser", 1)
+    parser_ready_at_1(testbed, namespace, prompt_name, 2)
     withdrawn = guesses(operator_process, "withdrawn")
 
     set_version(testbed, namespace, "parser", 99)
