@@ -105,7 +105,7 @@ class AliasPass(ResourcePass):
         self._base: PromptAliasStatus = self.pa.status
         # A pending move stored on a guess (`_guess_intent`) that no MLflow write has adopted yet:
         # if the pass ends without writing, its status is settled from `_base` (the guess withdrawn).
-        self._guessed: AliasPlan | None = None
+        self._guess_stored = False
 
     # ---- entry point ---------------------------------------------------------------------------
 
@@ -228,7 +228,7 @@ class AliasPass(ResourcePass):
         async def store() -> bool:
             stored = await self._record_intent(guess)
             if stored:
-                self._guessed = guess
+                self._guess_stored = True
             return stored
 
         return asyncio.ensure_future(store())
@@ -328,12 +328,12 @@ class AliasPass(ResourcePass):
         else:
             cm_body = None
         if plan.writes:
-            guessed = self._guessed is not None and intend(status, plan, spec=spec) == self.pa.status
-            if self._guessed is not None:
+            guessed = self._guess_stored and intend(status, plan, spec=spec) == self.pa.status
+            if self._guess_stored:
                 METRICS.intent_guesses["adopted" if guessed else "replaced"] += 1
             if not guessed and not await self._record_intent(plan):
                 return PassResult(delay=backoff(self.failures), transient_failure=True)
-            self._guessed = None  # the stored intent is this plan's
+            self._guess_stored = False  # the stored intent is this plan's
             plan = replace(plan, prior=())  # recorded with the intent
         try:
             await self._write_mlflow(client, known, plan, state)
@@ -500,8 +500,8 @@ class AliasPass(ResourcePass):
     async def _finish(self, outcome: Outcome, *, delay: float, plan: AliasPlan | None = None) -> PassResult:
         old = self.pa.status  # as stored
         # A guessed intent that no write adopted is withdrawn: settled from the status found.
-        basis = self._base if self._guessed is not None else old
-        if self._guessed is not None:
+        basis = self._base if self._guess_stored else old
+        if self._guess_stored:
             METRICS.intent_guesses["withdrawn"] += 1
         new = settle(basis, outcome, spec=self.pa.spec, generation=self.generation, now=self.now)
         old_dict = old.to_dict()
