@@ -9,9 +9,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
+# The unit/integration/e2e tests run in $PROMPTALIAS_TEST_WORKERS pytest-xdist workers (default 2),
+# each with its own testbed; a test file stays on one worker (--dist loadfile), so its module
+# fixtures are set up once. Most of the suite's time is waiting (analysis windows, probes,
+# MLflow outages), so 2 workers on 2 cores finish sooner than one. 1 = no xdist.
+workers=${PROMPTALIAS_TEST_WORKERS:-2}
+parallel=()
+if [ "$workers" != 1 ]; then parallel=(-n "$workers" --dist loadfile); fi
 
 if [ "$(id -u)" != 0 ] || [ "${PROMPTALIAS_NODE:-1}" = 0 ]; then
-  exec "$py" -m pytest tests --durations=25 "$@"
+  exec "$py" -m pytest tests "${parallel[@]}" --durations=25 "$@"
 fi
 
 log=$(mktemp -t promptalias-node-tests.XXXXXX.log)
@@ -21,7 +28,7 @@ started=$(date +%s)
 node_pid=$!
 trap 'kill -INT "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null' INT TERM
 
-"$py" -m pytest tests --ignore=tests/node --durations=25 "$@"
+"$py" -m pytest tests --ignore=tests/node "${parallel[@]}" --durations=25 "$@"
 main_rc=$?
 
 if kill -0 "$node_pid" 2>/dev/null; then
