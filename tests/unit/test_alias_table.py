@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 
 from promptalias.api.promptalias import RegistryKind
-from promptalias.reconcile.alias_table import AliasEntry, AliasTable, alias_entry, resource_version
+from promptalias.reconcile.alias_requests import request_of, rollback_request, wants_pass
+from promptalias.reconcile.alias_table import (
+    LAST_APPLIED,
+    AliasEntry,
+    AliasTable,
+    alias_entry,
+    kept_body,
+    resource_version,
+)
+from promptalias.reconcile.managed_fields import version_actor
 from promptalias.reconcile.registry import RegistryKey
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -217,3 +226,90 @@ def test_a_body_whose_spec_does_not_parse_has_no_entry() -> None:
 )
 def test_resource_version(meta: dict[str, Any], expected: int) -> None:
     assert resource_version(meta) == expected
+
+
+def _condition_fields(kind: str) -> dict[str, Any]:
+    keys = ("lastTransitionTime", "message", "observedGeneration", "reason", "status", "type")
+    return {f'k:{{"type":"{kind}"}}': {".": {}, **{f"f:{key}": {} for key in keys}}}
+
+
+def test_the_kept_body_reads_the_same_and_is_a_fraction_of_the_size() -> None:
+    import json
+
+    status_fields = {
+        "f:conditions": {".": {}, **_condition_fields("Ready"), **_condition_fields("Synced")},
+        "f:history": {},
+        "f:observedGeneration": {},
+        "f:resolvedVersion": {},
+    }
+    body: dict[str, Any] = {
+        "apiVersion": "promptalias.io/v1alpha1",
+        "kind": "PromptAlias",
+        "metadata": {
+            "name": "production",
+            "namespace": "team-a",
+            "uid": "u-1",
+            "resourceVersion": "42",
+            "generation": 3,
+            "finalizers": ["promptalias.io/alias"],
+            "annotations": {
+                LAST_APPLIED: json.dumps({"spec": {"prompt": "invoice-parser", "version": 3}}),
+                "promptalias.io/rollback-to": "2",
+            },
+            "managedFields": [
+                {
+                    "manager": "kubectl-client-side-apply",
+                    "operation": "Update",
+                    "time": "2026-12-06T10:00:00Z",
+                    "fieldsV1": {"f:spec": {".": {}, "f:prompt": {}, "f:alias": {}, "f:version": {}}},
+                },
+                {
+                    "manager": "promptalias",
+                    "operation": "Update",
+                    "subresource": "status",
+                    "time": "2026-12-06T10:00:01Z",
+                    "fieldsV1": {"f:status": status_fields},
+                },
+                {
+                    "manager": "kubectl-patch",
+                    "operation": "Update",
+                    "time": "2026-12-06T11:00:00Z",
+                    "fieldsV1": {"f:spec": {"f:version": {}}},
+                },
+            ],
+        },
+        "spec": {
+            "prompt": "invoice-parser",
+            "alias": "production",
+            "version": 3,
+            "registryRef": {"name": "mlflow"},
+        },
+        "status": {"observedGeneration": 2, "history": [{"to": 2}]},
+    }
+    kept = kept_body(body)
+    meta, kept_meta = body["metadata"], kept["metadata"]
+    assert (
+        version_actor(kept_meta["managedFields"]) == version_actor(meta["managedFields"]) == "kubectl-patch"
+    )
+    assert alias_entry(kept) == alias_entry(body)
+    assert request_of(kept) == request_of(body)
+    assert wants_pass(kept) == wants_pass(body)
+    assert rollback_request(kept_meta) == rollback_request(meta) == 2
+    assert kept["spec"] is body["spec"]
+    assert kept["status"] is body["status"]
+    assert {k: v for k, v in kept_meta.items() if k not in ("managedFields", "annotations")} == {
+        k: v for k, v in meta.items() if k not in ("managedFields", "annotations")
+    }
+    assert kept_meta["annotations"] == {"promptalias.io/rollback-to": "2"}
+    assert LAST_APPLIED in meta["annotations"]  # the original is untouched
+    assert len(meta["managedFields"]) == 3
+    assert len(json.dumps(kept)) < 0.6 * len(json.dumps(body))
+
+
+def test_a_body_without_managed_fields_or_annotations_is_kept_whole() -> None:
+    body = {"metadata": {"name": "a", "uid": "u"}, "spec": {"version": 1}}
+    assert kept_body(body) == body
+    only_status_writer = {
+        "metadata": {"managedFields": [{"manager": "promptalias", "fieldsV1": {"f:status": {}}}]}
+    }
+    assert kept_body(only_status_writer) == {"metadata": {}}

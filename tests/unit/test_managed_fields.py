@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptalias.reconcile.managed_fields import annotation_actor, last_manager, version_actor
+from promptalias.reconcile.managed_fields import annotation_actor, last_manager, owners_of, version_actor
 
 FIELDS: list[dict[str, Any]] = [
     {
@@ -44,3 +44,25 @@ def test_any_path_and_malformed_entries() -> None:
     assert last_manager(FIELDS, "spec") == "argocd-controller"
     assert last_manager([{"manager": "m", "fieldsV1": "not a map"}], "spec") is None
     assert last_manager([{"manager": "m"}], "spec") is None
+
+
+def test_the_owners_of_a_field_give_the_same_answer_and_nothing_else() -> None:
+    owners = owners_of(FIELDS, "spec", "version")
+    assert owners == [
+        {
+            "manager": "kubectl-client-side-apply",
+            "time": "2026-11-25T10:00:00Z",
+            "fieldsV1": {"f:spec": {"f:version": {}}},
+        },
+        {
+            "manager": "argocd-controller",
+            "time": "2026-11-25T12:00:00Z",
+            "fieldsV1": {"f:spec": {"f:version": {}}},
+        },
+    ]
+    assert version_actor(owners) == version_actor(FIELDS)
+    assert last_manager(owners, "spec", "prompt") is None  # only the field asked for is kept
+    assert owners_of(FIELDS[1:2], "spec", "version") == []
+    assert owners_of(None, "spec", "version") == []
+    unnamed = owners_of([{"time": "t", "fieldsV1": {"f:spec": {"f:version": {}}}}], "spec", "version")
+    assert version_actor(unnamed) == "unknown"

@@ -17,7 +17,7 @@ from typing import Any
 
 from promptalias.api.registry import RegistrySpec
 from promptalias.kube import Kube, KubeError, NotFound
-from promptalias.reconcile.alias_table import AliasEntry, AliasTable, resource_version
+from promptalias.reconcile.alias_table import AliasEntry, AliasTable, kept_body, resource_version
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.reconcile.workqueue import Priority, WorkQueue
@@ -139,12 +139,13 @@ class World:
     def remember(self, body: Mapping[str, Any]) -> None:
         """Keep `body` if it is at least as new as the one we have (by resourceVersion): a watch
         event may lag behind the answer to our own status write, and deciding on a stale status
-        would record a move twice."""
+        would record a move twice. What is kept is `kept_body(body)`: without the managed fields a
+        pass never reads (docs/operator.md, Scale)."""
         meta = body.get("metadata", {})
         uid = str(meta.get("uid"))
         old = self.bodies.get(uid)
         if old is None or resource_version(meta) >= resource_version(old.get("metadata", {})):
-            self.bodies[uid] = body
+            self.bodies[uid] = kept_body(body)
 
     # ---- the work queue -------------------------------------------------------------------------
 

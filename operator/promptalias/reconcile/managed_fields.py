@@ -36,3 +36,22 @@ def version_actor(managed_fields: Sequence[Mapping[str, Any]] | None) -> str | N
 def annotation_actor(managed_fields: Sequence[Mapping[str, Any]] | None, key: str) -> str | None:
     """Who last set annotation `key` (e.g. promptalias.io/promote)."""
     return last_manager(managed_fields, "metadata", "annotations", key)
+
+
+def owners_of(managed_fields: Sequence[Mapping[str, Any]] | None, *path: str) -> list[dict[str, Any]]:
+    """Only what `last_manager(…, *path)` reads: the entries that own the field at `path`, each cut
+    down to its manager, time and that one field. A body kept in memory for thousands of resources
+    holds this instead of every manager's whole field set (the status writer's alone lists each
+    condition and history field), and `last_manager` gives the same answer on it."""
+    kept: list[dict[str, Any]] = []
+    for entry in managed_fields or ():
+        node: Any = entry.get("fieldsV1") or {}
+        for key in path:
+            node = node.get(f"f:{key}") if isinstance(node, Mapping) else None
+        if node is None:
+            continue
+        owned: dict[str, Any] = {}
+        for key in reversed(path):
+            owned = {f"f:{key}": owned}
+        kept.append({"manager": entry.get("manager"), "time": entry.get("time"), "fieldsV1": owned})
+    return kept
