@@ -5,7 +5,7 @@ a finalizer applies the deletion policy."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -32,7 +32,8 @@ DELETION_TIMEOUT_S = 300.0
 async def alias_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Keep the claim table and bodies current; queue a pass on a user's change, rivals on a release."""
     world: World = memo.world
-    body = event["object"]
+    # The dict kopf keeps as this object's latest body: `remember` slims it in place (state.py).
+    body = cast(dict[str, Any], event["object"])
     meta = body.get("metadata", {})
     uid = str(meta.get("uid"))
     if event["type"] != "DELETED" and not await in_scope_async(world, meta.get("namespace")):

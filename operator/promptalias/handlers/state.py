@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from promptalias.api.registry import RegistrySpec
 from promptalias.kube import Kube, KubeError, NotFound
-from promptalias.reconcile.alias_table import AliasEntry, AliasTable, kept_body, resource_version
+from promptalias.reconcile.alias_table import AliasEntry, AliasTable, resource_version, slim_body
 from promptalias.reconcile.ownership import Owner
 from promptalias.reconcile.registry import KnownRegistry, RegistryKey
 from promptalias.reconcile.workqueue import Priority, WorkQueue
@@ -136,16 +136,17 @@ class World:
         self.bodies.pop(uid, None)
         self.queue.forget(uid)
 
-    def remember(self, body: Mapping[str, Any]) -> None:
+    def remember(self, body: MutableMapping[str, Any]) -> None:
         """Keep `body` if it is at least as new as the one we have (by resourceVersion): a watch
         event may lag behind the answer to our own status write, and deciding on a stale status
-        would record a move twice. What is kept is `kept_body(body)`: without the managed fields a
-        pass never reads (docs/operator.md, Scale)."""
+        would record a move twice. `body` is slimmed in place either way (`slim_body`: it loses the
+        managed fields a pass never reads; docs/operator.md, "At scale"), since kopf may hold it."""
+        slim_body(body)
         meta = body.get("metadata", {})
         uid = str(meta.get("uid"))
         old = self.bodies.get(uid)
         if old is None or resource_version(meta) >= resource_version(old.get("metadata", {})):
-            self.bodies[uid] = kept_body(body)
+            self.bodies[uid] = body
 
     # ---- the work queue -------------------------------------------------------------------------
 
