@@ -7,20 +7,27 @@ maps). The newest entry that holds a field names its actor: `kubectl-patch`, `ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+
+
+def _owners(
+    managed_fields: Sequence[Mapping[str, Any]] | None, path: tuple[str, ...]
+) -> Iterator[Mapping[str, Any]]:
+    """The entries whose fieldsV1 hold the field at `path`."""
+    for entry in managed_fields or ():
+        node: Any = entry.get("fieldsV1") or {}
+        for key in path:
+            node = node.get(f"f:{key}") if isinstance(node, Mapping) else None
+        if node is not None:
+            yield entry
 
 
 def last_manager(managed_fields: Sequence[Mapping[str, Any]] | None, *path: str) -> str | None:
     """The field manager of the newest entry that owns the field at `path` (plain keys, e.g.
     "spec", "version"), or None when no entry does."""
     best: tuple[str, str] | None = None
-    for entry in managed_fields or ():
-        node: Any = entry.get("fieldsV1") or {}
-        for key in path:
-            node = node.get(f"f:{key}") if isinstance(node, Mapping) else None
-        if node is None:
-            continue
+    for entry in _owners(managed_fields, path):
         stamp = str(entry.get("time") or "")
         manager = str(entry.get("manager") or "unknown")
         if best is None or stamp >= best[0]:
@@ -44,12 +51,7 @@ def owners_of(managed_fields: Sequence[Mapping[str, Any]] | None, *path: str) ->
     holds this instead of every manager's whole field set (the status writer's alone lists each
     condition and history field), and `last_manager` gives the same answer on it."""
     kept: list[dict[str, Any]] = []
-    for entry in managed_fields or ():
-        node: Any = entry.get("fieldsV1") or {}
-        for key in path:
-            node = node.get(f"f:{key}") if isinstance(node, Mapping) else None
-        if node is None:
-            continue
+    for entry in _owners(managed_fields, path):
         owned: dict[str, Any] = {}
         for key in reversed(path):
             owned = {f"f:{key}": owned}
