@@ -74,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
     _few_malloc_arenas()
 
-    from promptalias.kube.client import load_api_client
+    from promptalias.kube.client import load_configuration
 
     try:
-        load_api_client().close()
+        load_configuration()
     except Exception as exc:  # noqa: BLE001 - any config failure gets the same advice
         print(
             f"error: no usable Kubernetes credentials ({exc}); set KUBECONFIG (e.g. "

@@ -136,4 +136,4 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     world: World | None = getattr(memo, "world", None)
     if world is not None:
         await world.close()
-        world.kube.close()
+        await world.kube.aclose()

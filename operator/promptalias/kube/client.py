@@ -1,18 +1,27 @@
-"""Thin async wrapper over the parts of the Kubernetes API the operator uses directly."""
+"""Thin async client for the parts of the Kubernetes API the operator uses directly.
+
+Requests go out on the operator's own event loop (aiohttp, one keep-alive connection pool), not
+through the `kubernetes` package's synchronous client in threads: a status write on the alias path
+costs one round trip and no thread hand-off, and the threads no longer compete with the event loop
+for the interpreter (docs/benchmarks.md, "Where the propagation time goes"). The `kubernetes`
+package still loads the credentials (kubeconfig, or the pod's ServiceAccount with its token
+refresh), so every way of logging in that it supports works here too.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import base64
 import json
 import os
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import ssl
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
+from urllib.parse import quote, urlencode, urlsplit
 
+import aiohttp
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 from promptalias.api.types import API_VERSION, GROUP
 from promptalias.vocabulary import OPERATOR_FIELD_MANAGER
@@ -22,10 +31,10 @@ _SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Every call has a deadline: (connect, read) seconds. A hung apiserver connection must fail the
 # pass (which retries with backoff), never hold a worker for ever.
 REQUEST_TIMEOUT: Final = (5.0, 30.0)
-# Calls run in threads of their own pool (not asyncio's default one, which other code shares), as
-# many as the HTTP connection pool holds: the queue workers and kopf's handlers call concurrently.
+# Connections kept to the apiserver: the queue workers and kopf's handlers call concurrently.
 POOL_SIZE: Final = 16
-T = TypeVar("T")
+MERGE_PATCH: Final = "application/merge-patch+json"
+APPLY_PATCH: Final = "application/apply-patch+yaml"  # JSON is YAML: the body is sent as JSON
 
 
 class KubeError(RuntimeError):
@@ -40,15 +49,7 @@ class NotFound(KubeError):  # noqa: N818 - mirrors the API's own reason
     """The object does not exist."""
 
 
-def _error(exc: ApiException, what: str) -> KubeError:
-    status = int(exc.status or 0)
-    reason = exc.reason or "error"
-    if status == 404:
-        return NotFound(f"{what}: not found", status)
-    return KubeError(f"{what}: {status} {reason}", status)
-
-
-def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
     """In-cluster credentials when running in a pod, else KUBECONFIG (or ~/.kube/config)."""
     configuration = client.Configuration()
     if (
@@ -62,91 +63,182 @@ def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config_file=kubeconfig or os.environ.get("KUBECONFIG"), client_configuration=configuration
         )
     configuration.connection_pool_maxsize = POOL_SIZE
-    return client.ApiClient(configuration)
+    return configuration
+
+
+def ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
+    """TLS as the kubeconfig (or ServiceAccount) asks: its CA, client certificate, or no checks."""
+    if not configuration.host.startswith("https://"):
+        return True  # plain HTTP: aiohttp ignores it
+    if not configuration.verify_ssl:
+        return False
+    context = ssl.create_default_context(
+        cafile=configuration.ssl_ca_cert or None, cadata=configuration.ca_cert_data or None
+    )
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    if configuration.assert_hostname is False:
+        context.check_hostname = False
+    return context
+
+
+def _proxy_for(configuration: client.Configuration) -> str | None:
+    proxy: str | None = getattr(configuration, "proxy", None)
+    if not proxy:
+        return None
+    host = urlsplit(configuration.host).hostname or ""
+    for raw in (configuration.no_proxy or "").split(","):
+        entry = raw.strip().lstrip(".")
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return None
+    return proxy
+
+
+def _custom_path(plural: str, namespace: str | None, name: str | None = None, *, group: str = GROUP) -> str:
+    version = VERSION if group == GROUP else "v1"
+    path = f"/apis/{group}/{version}"
+    if namespace is not None:
+        path += f"/namespaces/{quote(namespace, safe='')}"
+    path += f"/{plural}"
+    if name is not None:
+        path += f"/{quote(name, safe='')}"
+    return path
 
 
 class Kube:
     """Secrets (read), projection ConfigMaps (server-side apply), custom-resource status (patch)."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self.api_client = api_client
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-        self._pool = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="kube")
-
-    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one client call in the pool, with the request deadline."""
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(method, *args, **kwargs))
+    def __init__(self, configuration: client.Configuration) -> None:
+        self.configuration = configuration
+        self.base_url = configuration.host.rstrip("/")
+        self._ssl = ssl_context(configuration)
+        self._proxy = _proxy_for(configuration)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.requests_sent = 0
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Kube:
-        return cls(load_api_client(kubeconfig))
+        return cls(load_configuration(kubeconfig))
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self.api_client.close()
+    def _session_for_running_loop(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed:
+            connect, read = REQUEST_TIMEOUT
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=POOL_SIZE, keepalive_timeout=60),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read),
+                headers={"Accept": "application/json", "User-Agent": "promptalias-operator"},
+            )
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("this Kube client is bound to another event loop; create one per loop")
+        return self._session
+
+    def _auth_headers(self) -> dict[str, str]:
+        """The credentials' headers, asked for on every request: a ServiceAccount token that the
+        kubelet rotated is re-read by the configuration's refresh hook."""
+        return {
+            setting["key"]: setting["value"]
+            for setting in self.configuration.auth_settings().values()
+            if setting.get("in") == "header" and setting.get("value")
+        }
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        query: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One API call; the decoded JSON answer. Every failure is a KubeError naming `what`."""
+        session = self._session_for_running_loop()
+        url = self.base_url + path + (f"?{urlencode(query)}" if query else "")
+        headers = self._auth_headers()
+        data: bytes | None = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body, separators=(",", ":")).encode()
+        self.requests_sent += 1
+        try:
+            async with session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                proxy=self._proxy,
+                server_hostname=self.configuration.tls_server_name or None,
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                reason = response.reason or "error"
+        except TimeoutError:
+            raise KubeError(f"{what}: the apiserver did not answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise KubeError(f"{what}: cannot reach the apiserver ({type(exc).__name__}: {exc})") from None
+        if status == 404:
+            raise NotFound(f"{what}: not found", status)
+        if not 200 <= status < 300:
+            raise KubeError(f"{what}: {status} {reason}{_api_message(raw)}", status)
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            raise KubeError(f"{what}: the apiserver answered with invalid JSON", status) from None
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def read_secret(self, namespace: str, name: str) -> tuple[str, dict[str, bytes]]:
         """(resourceVersion, decoded data) of a Secret. Values are never logged by this layer."""
-        import base64
-
-        try:
-            secret = await self._call(self.core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            raise _error(exc, f"Secret {namespace}/{name}") from None
-        data = {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
-        return str(secret.metadata.resource_version), data
+        secret = await self._request(
+            "GET",
+            f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}",
+            what=f"Secret {namespace}/{name}",
+        )
+        data = {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
+        return str(secret.get("metadata", {}).get("resourceVersion")), data
 
     async def apply_configmap(self, body: Mapping[str, Any]) -> None:
         """Server-side apply, forcing ownership of the fields we manage."""
         meta = body["metadata"]
-        try:
-            await self._call(
-                self.core.patch_namespaced_config_map,
-                meta["name"],
-                meta["namespace"],
-                dict(body),
-                field_manager=OPERATOR_FIELD_MANAGER,
-                force=True,
-                _content_type="application/apply-patch+yaml",
-            )
-        except ApiException as exc:
-            raise _error(exc, f"apply ConfigMap {meta['namespace']}/{meta['name']}") from None
+        namespace, name = meta["namespace"], meta["name"]
+        await self._request(
+            "PATCH",
+            f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}",
+            what=f"apply ConfigMap {namespace}/{name}",
+            query={"fieldManager": OPERATOR_FIELD_MANAGER, "force": "true"},
+            body=body,
+            content_type=APPLY_PATCH,
+        )
 
     async def list_configmaps(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         """ConfigMaps matching `label_selector` (in one namespace, or all), as plain dicts."""
-        try:
-            if namespace is None:
-                got = await self._call(
-                    self.core.list_config_map_for_all_namespaces,
-                    label_selector=label_selector,
-                    _preload_content=False,
-                )
-            else:
-                got = await self._call(
-                    self.core.list_namespaced_config_map,
-                    namespace,
-                    label_selector=label_selector,
-                    _preload_content=False,
-                )
-        except ApiException as exc:
-            raise _error(exc, f"list ConfigMaps {label_selector}") from None
-        items: list[dict[str, Any]] = json.loads(got.data).get("items") or []
-        return items
+        path = "/api/v1/configmaps"
+        if namespace is not None:
+            path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps"
+        return await self._list(path, f"list ConfigMaps {label_selector}", {"labelSelector": label_selector})
+
+    async def _list(self, path: str, what: str, query: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every item of a list call, following `continue` tokens."""
+        items: list[dict[str, Any]] = []
+        query = dict(query or {})
+        while True:
+            got = await self._request("GET", path, what=what, query=query)
+            items.extend(got.get("items") or [])
+            token = (got.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            query["continue"] = token
 
     async def get_custom(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
-        try:
-            if namespace is None:
-                got = await self._call(self.custom.get_cluster_custom_object, GROUP, VERSION, plural, name)
-            else:
-                got = await self._call(
-                    self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-                )
-        except ApiException as exc:
-            raise _error(exc, f"{plural} {namespace}/{name}") from None
-        result: dict[str, Any] = got
+        result: dict[str, Any] = await self._request(
+            "GET", _custom_path(plural, namespace, name), what=f"{plural} {namespace}/{name}"
+        )
         return result
 
     async def patch_custom(
@@ -170,30 +262,15 @@ class Kube:
         field_manager: str = OPERATOR_FIELD_MANAGER,
     ) -> dict[str, Any]:
         """A JSON merge patch of a custom object (or its status subresource); the object after it."""
-        if namespace is None:
-            method = (
-                self.custom.patch_cluster_custom_object_status
-                if status
-                else self.custom.patch_cluster_custom_object
-            )
-            args: tuple[Any, ...] = (GROUP, VERSION, plural, name, dict(body))
-        else:
-            method = (
-                self.custom.patch_namespaced_custom_object_status
-                if status
-                else self.custom.patch_namespaced_custom_object
-            )
-            args = (GROUP, VERSION, namespace, plural, name, dict(body))
-        try:
-            got = await self._call(
-                method,
-                *args,
-                field_manager=field_manager,
-                _content_type="application/merge-patch+json",
-            )
-        except ApiException as exc:
-            raise _error(exc, f"{what} {plural} {namespace}/{name}") from None
-        result: dict[str, Any] = got
+        path = _custom_path(plural, namespace, name) + ("/status" if status else "")
+        result: dict[str, Any] = await self._request(
+            "PATCH",
+            path,
+            what=f"{what} {plural} {namespace}/{name}",
+            query={"fieldManager": field_manager},
+            body=body,
+            content_type=MERGE_PATCH,
+        )
         return result
 
     async def patch_status(
@@ -214,28 +291,16 @@ class Kube:
 
     async def list_custom(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every object of a kind (in one namespace, or cluster-wide when `namespace` is None)."""
-        try:
-            if namespace is None:
-                got = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
-            else:
-                got = await self._call(
-                    self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
-                )
-        except ApiException as exc:
-            raise _error(exc, f"list {plural}") from None
-        items: list[dict[str, Any]] = got.get("items", [])
-        return items
+        return await self._list(_custom_path(plural, namespace), f"list {plural}")
 
     async def namespace_labels(self, name: str | None = None) -> dict[str, dict[str, str]]:
         """Labels of one namespace, or of all namespaces when `name` is None."""
-        try:
-            if name is None:
-                found = (await self._call(self.core.list_namespace)).items
-            else:
-                found = [await self._call(self.core.read_namespace, name)]
-        except ApiException as exc:
-            raise _error(exc, "namespaces") from None
-        return {str(ns.metadata.name): dict(ns.metadata.labels or {}) for ns in found}
+        if name is None:
+            found = await self._list("/api/v1/namespaces", "namespaces")
+        else:
+            path = f"/api/v1/namespaces/{quote(name, safe='')}"
+            found = [await self._request("GET", path, what="namespaces")]
+        return {str(ns["metadata"]["name"]): dict(ns["metadata"].get("labels") or {}) for ns in found}
 
     async def ensure_peering(self, name: str, namespace: str | None) -> bool:
         """Create kopf's (Cluster)KopfPeering object if absent; True when it exists afterwards."""
@@ -244,22 +309,24 @@ class Kube:
         )
         body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
         try:
-            if namespace:
-                await self._call(
-                    self.custom.create_namespaced_custom_object, "kopf.dev", "v1", namespace, plural, body
-                )
-            else:
-                await self._call(self.custom.create_cluster_custom_object, "kopf.dev", "v1", plural, body)
-        except ApiException as exc:
+            path = _custom_path(plural, namespace, group="kopf.dev")
+            await self._request("POST", path, what=f"create {kind} {name}", body=body)
+        except KubeError as exc:
             if exc.status == 409:
                 return True
-            raise _error(exc, f"create {kind} {name}") from None
+            raise
         return True
 
     async def cluster_uid(self) -> str:
         """A stable id of this cluster: the uid of the kube-system namespace."""
-        try:
-            ns = await self._call(self.core.read_namespace, "kube-system")
-        except ApiException as exc:
-            raise _error(exc, "namespace kube-system") from None
-        return str(ns.metadata.uid)
+        ns = await self._request("GET", "/api/v1/namespaces/kube-system", what="namespace kube-system")
+        return str(ns["metadata"]["uid"])
+
+
+def _api_message(raw: bytes) -> str:
+    """The apiserver's own explanation (a Status object's message), if it sent one."""
+    try:
+        message = json.loads(raw).get("message")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {message}" if message else ""
