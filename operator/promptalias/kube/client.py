@@ -35,6 +35,8 @@ REQUEST_TIMEOUT: Final = (5.0, 30.0)
 POOL_SIZE: Final = 16
 MERGE_PATCH: Final = "application/merge-patch+json"
 APPLY_PATCH: Final = "application/apply-patch+yaml"  # JSON is YAML: the body is sent as JSON
+RETRIES: Final = 4  # attempts per call when the apiserver asks to retry, or cannot be connected to
+MAX_RETRY_AFTER_S: Final = 5.0
 
 
 class KubeError(RuntimeError):
@@ -162,23 +164,41 @@ class Kube:
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body, separators=(",", ":")).encode()
-        self.requests_sent += 1
-        try:
-            async with session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                proxy=self._proxy,
-                server_hostname=self.configuration.tls_server_name or None,
-            ) as response:
-                raw = await response.read()
-                status = response.status
-                reason = response.reason or "error"
-        except TimeoutError:
-            raise KubeError(f"{what}: the apiserver did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise KubeError(f"{what}: cannot reach the apiserver ({type(exc).__name__}: {exc})") from None
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests_sent += 1
+            try:
+                async with session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    proxy=self._proxy,
+                    server_hostname=self.configuration.tls_server_name or None,
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+                    reason = response.reason or "error"
+                    retry_after = response.headers.get("Retry-After")
+            except TimeoutError:
+                raise KubeError(f"{what}: the apiserver did not answer in time") from None
+            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+                # Not connected, or a kept-alive connection the server had closed. Every call made
+                # here may be repeated (merge patches and applies set the same fields again; a
+                # create answers 409), as the kubernetes client's urllib3 retried them.
+                if attempt < RETRIES:
+                    await asyncio.sleep(0.1 * attempt)
+                    continue
+                raise KubeError(f"{what}: cannot reach the apiserver ({type(exc).__name__}: {exc})") from None
+            except aiohttp.ClientError as exc:
+                raise KubeError(f"{what}: cannot reach the apiserver ({type(exc).__name__}: {exc})") from None
+            # The apiserver asks to come back (429 while a new CRD's storage starts, 503 under load):
+            # honour Retry-After a few times, as the kubernetes client's urllib3 did.
+            if status in (429, 503) and retry_after is not None and attempt < RETRIES:
+                await asyncio.sleep(_retry_after_s(retry_after))
+                continue
+            break
         if status == 404:
             raise NotFound(f"{what}: not found", status)
         if not 200 <= status < 300:
@@ -321,6 +341,13 @@ class Kube:
         """A stable id of this cluster: the uid of the kube-system namespace."""
         ns = await self._request("GET", "/api/v1/namespaces/kube-system", what="namespace kube-system")
         return str(ns["metadata"]["uid"])
+
+
+def _retry_after_s(value: str) -> float:
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 1.0
 
 
 def _api_message(raw: bytes) -> str:
