@@ -18,6 +18,7 @@ import kopf
 from promptalias.api.promptalias import PromptAlias, RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.handlers.alias_queue import AliasWorkers, workers_from_environment
+from promptalias.handlers.kopf_storage import NoDiffBase
 from promptalias.handlers.registries import parse_registry
 from promptalias.handlers.scope import SELECTOR
 from promptalias.handlers.state import World
@@ -48,9 +49,7 @@ def _watched() -> list[str]:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()  # no PATCH per spec change (kopf_storage.py)
     # Events are posted explicitly (one per transition); log lines never become Events.
     settings.posting.level = logging.CRITICAL + 10
     settings.watching.server_timeout = 270

@@ -23,6 +23,7 @@ from typing import Any, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from promptalias.registry.cache import CacheKey, VersionCache, credential_identity, shared_cache
@@ -88,6 +89,7 @@ class MlflowRegistry:
         # At most MAX_CONNECTIONS requests at once; one waiting for a slot is not yet talking to
         # MLflow, so its deadline starts only when it has one (the timeout measures MLflow).
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._proxy: tuple[URL, aiohttp.BasicAuth | None] | None = None
 
     def __repr__(self) -> str:
         return f"MlflowRegistry({self.config!r})"
@@ -371,10 +373,13 @@ class MlflowRegistry:
                 headers=headers,
                 # The deadline is applied per request in _send, after a slot is free.
                 timeout=aiohttp.ClientTimeout(total=None),
-                # Proxies from HTTP(S)_PROXY/NO_PROXY, as MLflow's own (requests) client honours.
-                trust_env=True,
+                # Proxies come from HTTP(S)_PROXY/NO_PROXY, as MLflow's own (requests) client honours
+                # them, read once here: aiohttp's trust_env reads them (and ~/.netrc) again in a
+                # thread for every request, two thread hops on the path of each alias write.
+                trust_env=False,
                 json_serialize=json.dumps,
             )
+            self._proxy = _env_proxy(self.config.tracking_uri)
             self._loop = loop
         elif self._loop is not loop:
             raise RuntimeError(
@@ -420,7 +425,12 @@ class MlflowRegistry:
                 async with (
                     asyncio.timeout(self.config.timeout_s),
                     session.request(
-                        method, URL(url, encoded=True), json=body, allow_redirects=False
+                        method,
+                        URL(url, encoded=True),
+                        json=body,
+                        allow_redirects=False,
+                        proxy=self._proxy[0] if self._proxy else None,
+                        proxy_auth=self._proxy[1] if self._proxy else None,
                     ) as response,
                 ):
                     status = response.status
@@ -515,6 +525,14 @@ def _tls_reason(exc: aiohttp.ClientSSLError) -> str:
         reason = getattr(cert_error, "verify_message", None) or getattr(cert_error, "reason", None)
         return f"certificate verification failed: {reason or cert_error}"
     return getattr(exc.os_error, "reason", None) or type(exc).__name__
+
+
+def _env_proxy(uri: str) -> tuple[URL, aiohttp.BasicAuth | None] | None:
+    """The proxy HTTP(S)_PROXY / NO_PROXY give for `uri` (None: connect directly)."""
+    try:
+        return get_env_proxy_for_url(URL(uri))
+    except LookupError:
+        return None
 
 
 def _quote_filter(value: str) -> str:

@@ -1,9 +1,10 @@
-"""How promptalias.kube turns a kubernetes Configuration into TLS, proxy and auth settings."""
+"""How the operator's clients (promptalias.kube, promptalias.registry) read TLS, proxy and auth settings."""
 
 from __future__ import annotations
 
 import ssl
 
+import pytest
 from kubernetes import client
 
 from promptalias.kube.client import Kube, _api_message, _custom_path, _proxy_for, ssl_context
@@ -67,3 +68,15 @@ def test_api_message_is_quoted_when_present() -> None:
     assert _api_message(b'{"kind": "Status", "message": "denied"}') == ": denied"
     assert _api_message(b"<html>") == ""
     assert _api_message(b"[]") == ""
+
+
+def test_mlflow_proxy_is_read_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptalias.registry.client import _env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "mlflow.local")
+    found = _env_proxy("https://mlflow.example.com")
+    assert found is not None
+    assert str(found[0]) == "http://proxy.internal:3128"
+    assert _env_proxy("https://mlflow.local:5000") is None
+    assert _env_proxy("http://mlflow.example.com") is None  # no HTTP_PROXY set
