@@ -28,25 +28,15 @@ from promptalias.testbed import Testbed
 pytestmark = [pytest.mark.integration, pytest.mark.without_operator]
 
 
-def _operator(testbed: Testbed, namespace: str, log: Path, env: dict[str, str]) -> Iterator[OperatorProcess]:
-    operator = OperatorProcess(testbed, log, "--namespace", namespace, "--standalone", env=env)
+@pytest.fixture
+def own_operator(testbed: Testbed, crds: Path, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """An operator for the test's namespace alone (the session operator leaves it alone)."""
+    operator = OperatorProcess(testbed, tmp_path / "operator.log", "--namespace", namespace, "--standalone")
     operator.start()
     try:
         yield operator
     finally:
         operator.stop()
-
-
-@pytest.fixture
-def own_operator(testbed: Testbed, crds: Path, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """An operator for the test's namespace alone (the session operator leaves it alone)."""
-    yield from _operator(testbed, namespace, tmp_path / "operator.log", {})
-
-
-@pytest.fixture
-def reading_first(testbed: Testbed, crds: Path, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """The same, with writes ahead of the read switched off: every alias write waits for the read."""
-    yield from _operator(testbed, namespace, tmp_path / "operator.log", {"PROMPTALIAS_WRITE_AHEAD": "0"})
 
 
 def parser_ready_at_1(testbed: Testbed, namespace: str, prompt: str, versions: int) -> None:
@@ -61,10 +51,6 @@ def parser_ready_at_1(testbed: Testbed, namespace: str, prompt: str, versions: i
 
 def guesses(operator: OperatorProcess, outcome: str) -> float:
     return metric_total(operator.metrics(), "promptalias_intent_guesses_total", outcome=outcome)
-
-
-def written_ahead(operator: OperatorProcess, outcome: str) -> float:
-    return metric_total(operator.metrics(), "promptalias_write_ahead_total", outcome=outcome)
 
 
 def set_version(testbed: Testbed, namespace: str, name: str, version: int) -> None:
@@ -92,11 +78,10 @@ def test_a_spec_change_adopts_the_guessed_move(
 
 
 def test_a_guess_from_a_stale_read_is_replaced_by_what_mlflow_says(
-    testbed: Testbed, namespace: str, prompt_name: str, reading_first: OperatorProcess, mlflow_client: Any
+    testbed: Testbed, namespace: str, prompt_name: str, own_operator: OperatorProcess, mlflow_client: Any
 ) -> None:
     """The operator last saw the alias at 1; someone moved it to 2 in MLflow; the spec asks for 3.
     The guess says "1 → 3"; MLflow's answer makes it "observed 1 → 2, then applied 2 → 3"."""
-    own_operator = reading_first
     parser_ready_at_1(testbed, namespace, prompt_name, 3)
     replaced = guesses(own_operator, "replaced")
 
@@ -127,67 +112,3 @@ def test_a_guessed_move_that_is_never_written_is_withdrawn(
     assert mlflow_aliases(testbed.mlflow_uri, prompt_name)["production"] == 1
     assert guesses(own_operator, "withdrawn") == withdrawn + 1
     assert "pendingMove" not in status(testbed, namespace, "parser")
-
-
-def test_a_move_of_our_own_alias_is_written_ahead_of_the_read(
-    testbed: Testbed, namespace: str, prompt_name: str, own_operator: OperatorProcess
-) -> None:
-    """The last read showed the alias as ours at 1: the spec change to 2 moves it without waiting
-    for the fresh read, which then confirms the move (still ours, at 1 or already at 2)."""
-    parser_ready_at_1(testbed, namespace, prompt_name, 2)
-    confirmed = written_ahead(own_operator, "confirmed")
-
-    set_version(testbed, namespace, "parser", 2)
-    st = wait_ready(testbed, namespace, "parser", 2)
-
-    assert mlflow_aliases(testbed.mlflow_uri, prompt_name)["production"] == 2
-    assert history(st)[-1] == ("Applied", 1, 2)
-    assert st["previousVersion"] == 1
-    assert "pendingMove" not in st
-    assert written_ahead(own_operator, "confirmed") == confirmed + 1
-
-
-def test_a_write_ahead_on_an_alias_someone_else_took_is_undone(
-    testbed: Testbed, namespace: str, prompt_name: str, own_operator: OperatorProcess, mlflow_client: Any
-) -> None:
-    """The last read showed the alias as ours; since then another cluster's operator took it (its
-    owner tag, unseen: the next poll is an hour away). The write made ahead of the read is undone
-    at once, the resource stands down (OwnedElsewhere) and history keeps no move."""
-    parser_ready_at_1(testbed, namespace, prompt_name, 2)
-    before = history(status(testbed, namespace, "parser"))
-    undone = written_ahead(own_operator, "undone")
-    other = '{"cluster": "other", "namespace": "team-b", "name": "parser"}'
-    mlflow_client.set_prompt_tag(prompt_name, "promptalias.io/owner.production", other)
-
-    set_version(testbed, namespace, "parser", 2)
-    st = wait_reason(testbed, namespace, "parser", "OwnedElsewhere")
-
-    assert mlflow_aliases(testbed.mlflow_uri, prompt_name)["production"] == 1
-    assert history(st) == before
-    assert "pendingMove" not in st
-    assert written_ahead(own_operator, "undone") == undone + 1
-    events = testbed.kubectl("get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}").stdout
-    assert "WriteUndone" in events.split()
-
-
-def test_a_write_ahead_over_an_unseen_outside_move_keeps_one_chain(
-    testbed: Testbed, namespace: str, prompt_name: str, own_operator: OperatorProcess, mlflow_client: Any
-) -> None:
-    """Someone moved the alias to 2 behind the operator's back; the spec asks for 3 and the move
-    goes ahead of the read. MLflow may answer the read before the write (the outside move is
-    recorded, then ours from 2) or after it (ours is recorded from 1: the outside move was
-    overwritten unseen, docs/operator.md). Either way MLflow ends at 3 and history is one chain."""
-    parser_ready_at_1(testbed, namespace, prompt_name, 3)
-    confirmed, redone = written_ahead(own_operator, "confirmed"), written_ahead(own_operator, "redone")
-
-    mlflow_client.set_prompt_alias(prompt_name, "production", 2)
-    set_version(testbed, namespace, "parser", 3)
-    st = wait_ready(testbed, namespace, "parser", 3)
-
-    assert mlflow_aliases(testbed.mlflow_uri, prompt_name)["production"] == 3
-    assert "pendingMove" not in st
-    if written_ahead(own_operator, "redone") == redone + 1:
-        assert history(st)[-2:] == [("Observed", 1, 2), ("Applied", 2, 3)]
-    else:
-        assert written_ahead(own_operator, "confirmed") == confirmed + 1
-        assert history(st)[-1] == ("Applied", 1, 3)

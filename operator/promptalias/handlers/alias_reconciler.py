@@ -1,11 +1,8 @@
 """One reconcile pass over a PromptAlias: gather observations, plan (pure), write, settle status.
 
 Order matters for safety: the projection is rendered before MLflow is touched (a prompt too large
-to project never moves the alias), ownership is checked on a fresh read before any claim (a move of
-an alias the last read showed as ours may go ahead of that read, and is undone if the read says
-otherwise: docs/operator.md, "Writing ahead of the read"), the pending move is in status before
-MLflow is written, and the status is derived from what MLflow answered, so a crash between steps
-converges on the next pass.
+to project never moves the alias), ownership is checked on a fresh read before any write, and the
+status is derived from what MLflow answered, so a crash between steps converges on the next pass.
 
 Over 400 lines on purpose: one pass, read top to bottom in the order it touches MLflow, status and
 the ConfigMap, since that order is the safety argument above; what it decides is in reconcile/.
@@ -16,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import replace
@@ -81,9 +77,6 @@ log = logging.getLogger(__name__)
 
 PLURAL = PromptAlias.PLURAL
 IDLE_RECHECK_S = 600.0  # safety net; the registry poller wakes workers when MLflow changes
-# A spec change of an alias the last read showed as ours moves it without waiting for the fresh
-# read (docs/operator.md, "Writing ahead of the read"); PROMPTALIAS_WRITE_AHEAD=0 waits for it.
-WRITE_AHEAD = os.environ.get("PROMPTALIAS_WRITE_AHEAD", "1") != "0"
 
 
 def _now() -> datetime:
@@ -211,9 +204,12 @@ class AliasPass(ResourcePass):
         self.world.snapshots[snap_key] = Snapshot(state, time.monotonic())
         return state
 
-    def _guess(self, client: MlflowRegistry) -> tuple[AliasPlan, PromptState] | None:
-        """The plan that the last read of the prompt predicts, when a fresh read is due anyway
-        (pinned mode, nothing pending, no one-shot request), with that read's state."""
+    def _guess_intent(self, client: MlflowRegistry) -> asyncio.Future[bool] | None:
+        """Store the pending move that the last read of the prompt predicts while MLflow is read
+        again (pinned mode, nothing pending, no one-shot request): when the fresh read agrees, as it
+        does unless MLflow changed since, the alias write follows the read at once instead of a
+        status write later. The intent is still stored before MLflow is written; a wrong guess costs
+        one more status write, and a pass that ends without writing withdraws it (`_finish`)."""
         spec = self.pa.spec
         if (
             spec.version is None
@@ -228,14 +224,6 @@ class AliasPass(ResourcePass):
         guess = self._plan(snap.state, pending_landed=False)
         if not guess.writes or guess.blocked is not None:
             return None
-        return guess, snap.state
-
-    def _guess_intent(self, guess: AliasPlan) -> asyncio.Future[bool]:
-        """Store the pending move that the last read of the prompt predicts while MLflow is read
-        again: when the fresh read agrees, as it does unless MLflow changed since, the alias write
-        follows the read at once instead of a status write later. The intent is still stored before
-        MLflow is written; a wrong guess costs one more status write, and a pass that ends without
-        writing withdraws it (`_finish`)."""
 
         async def store() -> bool:
             stored = await self._record_intent(guess)
@@ -244,49 +232,6 @@ class AliasPass(ResourcePass):
             return stored
 
         return asyncio.ensure_future(store())
-
-    def _may_write_ahead(self, guess: AliasPlan) -> bool:
-        """May the alias be written before the fresh read answers? Only a move of an alias that the
-        last read showed as ours (no claim, no release, no takeover) to a version that needs no
-        fresh tags (docs/operator.md, "Writing ahead of the read")."""
-        return (
-            WRITE_AHEAD
-            and guess.write_version is not None
-            and not guess.claim
-            and not guess.release
-            and not guess.took_over
-            and not self._needs_fresh_tags()
-        )
-
-    async def _write_ahead(
-        self, client: MlflowRegistry, guess: AliasPlan, intent: asyncio.Future[bool]
-    ) -> PromptVersion | None:
-        """Move the alias on the guessed plan once its pending move is stored, while the fresh read
-        is in flight; the version written, or None when nothing was written (a check before the
-        write failed: the fresh read decides as usual)."""
-        spec = self.pa.spec
-        assert guess.write_version is not None
-        try:
-            version = await client.get_version(spec.prompt, guess.write_version)
-        except (VersionNotFound, RegistryNotFound):
-            return None
-        if policy_violation(None, version.tags, version.version) or (
-            spec.projection.enabled and not self._projects(version, guess)
-        ):
-            return None
-        if not await intent:
-            return None
-        self._guess_stored = False  # from here on the pending move may have reached MLflow
-        await client.set_alias(spec.prompt, spec.alias, guess.write_version)
-        stage("mlflow", self.key, guess.write_version)
-        return version
-
-    def _projects(self, version: PromptVersion, plan: AliasPlan) -> bool:
-        try:
-            self._configmap(version, plan)
-        except ProjectionError:
-            return False
-        return True
 
     def _plan(self, state: PromptState | None, *, pending_landed: bool) -> AliasPlan:
         spec = self.pa.spec
@@ -307,25 +252,14 @@ class AliasPass(ResourcePass):
 
     async def _with_registry(self, known: KnownRegistry, client: MlflowRegistry) -> PassResult:
         spec = self.pa.spec
-        guessed = self._guess(client)
-        intent = self._guess_intent(guessed[0]) if guessed is not None else None
-        read = asyncio.ensure_future(self._read_prompt(known, client))
-        ahead: PromptVersion | None = None
+        status = self._base
+        guess = self._guess_intent(client)
         try:
-            if guessed is not None and intent is not None and self._may_write_ahead(guessed[0]):
-                ahead = await self._write_ahead(client, guessed[0], intent)
-            state = await read
+            state = await self._read_prompt(known, client)
         finally:
-            if not read.done():
-                read.cancel()
-            if intent is not None:
-                await intent
+            if guess is not None:
+                await guess
         stage("read", self.key, spec.version)
-        if ahead is not None and guessed is not None:
-            confirmed, state = await self._confirm_ahead(client, guessed, state)
-            if confirmed:
-                METRICS.intent_guesses["adopted"] += 1
-                return await self._carry_out(known, client, guessed[0], ahead, state, written=True)
         if state is None and spec.version is not None:
             return await self._stalled(
                 Reason.VERSION_NOT_FOUND,
@@ -384,21 +318,6 @@ class AliasPass(ResourcePass):
                 ),
                 delay=self.refresh_s,
             )
-        return await self._carry_out(known, client, plan, version, state, written=False)
-
-    async def _carry_out(
-        self,
-        known: KnownRegistry,
-        client: MlflowRegistry,
-        plan: AliasPlan,
-        version: PromptVersion | None,
-        state: PromptState | None,
-        *,
-        written: bool,
-    ) -> PassResult:
-        """Project, record the pending move, write MLflow (unless `written`: the alias was moved
-        ahead of the read, its pending move stored), apply the ConfigMap, settle the status."""
-        spec = self.pa.spec
         configmap = None
         if version is not None and spec.projection.enabled:
             try:
@@ -408,17 +327,16 @@ class AliasPass(ResourcePass):
             configmap = cm_body["metadata"]["name"]
         else:
             cm_body = None
-        if plan.writes and not written:
-            guessed = self._guess_stored and intend(self._base, plan, spec=spec) == self.pa.status
+        if plan.writes:
+            guessed = self._guess_stored and intend(status, plan, spec=spec) == self.pa.status
             if self._guess_stored:
                 METRICS.intent_guesses["adopted" if guessed else "replaced"] += 1
             if not guessed and not await self._record_intent(plan):
                 return PassResult(delay=backoff(self.failures), transient_failure=True)
             self._guess_stored = False  # the stored intent is this plan's
-        if plan.writes:
             plan = replace(plan, prior=())  # recorded with the intent
         try:
-            await self._write_mlflow(client, known, plan, state, written=written)
+            await self._write_mlflow(client, known, plan, state)
             if cm_body is not None:
                 await self._apply_projection(cm_body)
         finally:
@@ -430,46 +348,6 @@ class AliasPass(ResourcePass):
             delay=self._settled_delay(),
             plan=plan,
         )
-
-    async def _confirm_ahead(
-        self, client: MlflowRegistry, guessed: tuple[AliasPlan, PromptState], fresh: PromptState | None
-    ) -> tuple[bool, PromptState | None]:
-        """After a write ahead of the read: does the fresh read agree with the last one? (Still our
-        alias, and where the last read or our write put it: the read may have reached MLflow on
-        either side of the write.) Returns whether it does, and the state to go on with: as it was
-        before our write. When another owner holds the alias now, the write is undone and the pass
-        goes on as if it had never been made (Stalled, OwnedElsewhere); on any other difference the
-        pass plans again from the fresh read, and its write repeats ours."""
-        guess, before = guessed
-        alias, prompt = self.pa.spec.alias, self.pa.spec.prompt
-        if fresh is None:
-            METRICS.write_ahead["redone"] += 1
-            return False, fresh
-        was, now_at = before.aliases.get(alias), fresh.aliases.get(alias)
-        owner = Owner.from_tag(fresh.tags.get(owner_tag_key(alias)))
-        if owner == self.me and now_at in (was, guess.write_version):
-            METRICS.write_ahead["confirmed"] += 1
-            return True, _with_alias(fresh, alias, was)
-        if owner is None or owner == self.me:
-            METRICS.write_ahead["redone"] += 1
-            return False, fresh
-        restore = now_at if now_at != guess.write_version else was
-        if restore is None:
-            await client.delete_alias(prompt, alias)
-        else:
-            await client.set_alias(prompt, alias, restore)
-        restored = _with_alias(fresh, alias, restore)
-        self.world.snapshots[snapshot_key(client, prompt)] = Snapshot(restored, time.monotonic())
-        METRICS.write_ahead["undone"] += 1
-        kopf.event(
-            self._event_body,
-            type="Warning",
-            reason="WriteUndone",
-            message=f"alias {alias!r} was moved to version {guess.write_version} ahead of a fresh read, "
-            f"which showed it now belongs to {owner}; moved back to {restore}",
-        )
-        self._guess_stored = True  # the pending move did not stand: `_finish` withdraws it
-        return False, restored
 
     async def _pending_landed(self, client: MlflowRegistry, current: int | None) -> bool:
         """Did the pending move reach MLflow although the alias is elsewhere now? (Someone moved it
@@ -505,22 +383,14 @@ class AliasPass(ResourcePass):
         return bool(policy and policy.require_version_tags)
 
     async def _write_mlflow(
-        self,
-        client: MlflowRegistry,
-        known: KnownRegistry,
-        plan: AliasPlan,
-        state: PromptState | None,
-        *,
-        written: bool = False,
+        self, client: MlflowRegistry, known: KnownRegistry, plan: AliasPlan, state: PromptState | None
     ) -> None:
-        """The plan's MLflow writes; `written`: the alias itself was already moved (ahead of the read)."""
         spec = self.pa.spec
         if plan.claim and state is not None:
             await client.set_prompt_tag(spec.prompt, owner_tag_key(spec.alias), self.me.to_tag())
         if plan.write_version is not None:
-            if not written:
-                await client.set_alias(spec.prompt, spec.alias, plan.write_version)
-                stage("mlflow", self.key, plan.write_version)
+            await client.set_alias(spec.prompt, spec.alias, plan.write_version)
+            stage("mlflow", self.key, plan.write_version)
             # MLflow keeps no history of alias moves: leave one on the version (best effort).
             replaced = state.aliases.get(spec.alias) if state is not None else None
             tag, value = audit_tag(spec.alias, by=str(self.me), at=self.now, replaced=replaced)
@@ -663,13 +533,6 @@ async def _best_effort(write: Awaitable[None]) -> None:
     """An MLflow write whose failure changes nothing (the audit tag: history lives in status)."""
     with contextlib.suppress(RegistryError):
         await write
-
-
-def _with_alias(state: PromptState, alias: str, version: int | None) -> PromptState:
-    aliases = {name: v for name, v in state.aliases.items() if name != alias}
-    if version is not None:
-        aliases[alias] = version
-    return replace(state, aliases=aliases)
 
 
 def _digest(version: PromptVersion) -> str:

@@ -32,9 +32,6 @@ class Metrics:
         # Pending moves stored on a guess beside the MLflow read (handlers/alias_reconciler.py), by
         # what the fresh read made of them: adopted, replaced (a second status write) or withdrawn.
         self.intent_guesses: Counter[str] = Counter()
-        # Alias moves made ahead of the fresh MLflow read, by what the read made of them: confirmed,
-        # redone (planned again from the read; the write repeated) or undone (another owner's now).
-        self.write_ahead: Counter[str] = Counter()
         # The PromptAlias work queue (handlers/alias_queue.py): start-up progress and backlog.
         self.queue_depth = 0
         self.aliases_reconciled = 0
@@ -86,12 +83,6 @@ class Metrics:
             "counter",
             "Pending moves stored while MLflow was read, by outcome (adopted, replaced, withdrawn).",
             by_label("outcome", self.intent_guesses),
-        )
-        out.metric(
-            "promptalias_write_ahead_total",
-            "counter",
-            "Alias moves made before the fresh MLflow read answered, by outcome (confirmed, redone, undone).",
-            by_label("outcome", self.write_ahead),
         )
         out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)
