@@ -20,3 +20,17 @@ def test_poll_and_sync_counters_are_rendered_per_registry() -> None:
     assert 'promptalias_registry_polls_total{registry="team-a/mlflow"} 2' in text.splitlines()
     assert 'promptalias_prompt_syncs_total{registry="shared"} 1' in text.splitlines()
     assert "# TYPE promptalias_registry_polls_total counter" in text
+
+
+def test_gc_pauses_are_rendered_by_generation() -> None:
+    import gc
+
+    from promptalias.handlers.gc_pauses import watch_pauses
+
+    watch_pauses()
+    gc.collect(2)
+    lines = Metrics().render().splitlines()
+    full = [line for line in lines if line.startswith('promptalias_gc_collections_total{generation="2"}')]
+    assert full
+    assert float(full[0].split()[-1]) >= 1
+    assert any(line.startswith('promptalias_gc_pause_seconds_total{generation="2"}') for line in lines)

@@ -10,6 +10,7 @@ import kopf
 from aiohttp import web
 
 from promptalias.handlers.experiment_analysis import write_gauges
+from promptalias.handlers.gc_pauses import PAUSES
 from promptalias.handlers.listen import listen_address
 from promptalias.prometheus import TextWriter, by_label
 from promptalias.reconcile.registry import RegistryKey
@@ -83,6 +84,18 @@ class Metrics:
             "counter",
             "Pending moves stored while MLflow was read, by outcome (adopted, replaced, withdrawn).",
             by_label("outcome", self.intent_guesses),
+        )
+        out.metric(
+            "promptalias_gc_collections_total",
+            "counter",
+            "Garbage collections of the operator process, by generation (2: full).",
+            by_label("generation", {str(gen): n for gen, n in PAUSES.collections.items()}),
+        )
+        out.metric(
+            "promptalias_gc_pause_seconds_total",
+            "counter",
+            "Time the event loop stood still in garbage collections, by generation.",
+            by_label("generation", {str(gen): secs for gen, secs in PAUSES.pause_s.items()}),
         )
         out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)

@@ -18,6 +18,7 @@ import kopf
 from promptalias.api.promptalias import PromptAlias, RegistryKind
 from promptalias.api.registry import ClusterPromptRegistry, PromptRegistry
 from promptalias.handlers.alias_queue import AliasWorkers, workers_from_environment
+from promptalias.handlers.gc_pauses import freeze_survivors, watch_pauses
 from promptalias.handlers.kopf_storage import NoDiffBase
 from promptalias.handlers.registries import parse_registry
 from promptalias.handlers.scope import SELECTOR
@@ -79,6 +80,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
                 await kube.ensure_peering(peering, scope)
             except KubeError as exc:
                 log.warning("cannot create the kopf peering object %s: %s", peering, exc)
+    watch_pauses()
+    freeze_survivors()  # imports, settings and the preload live as long as the process
     log.info(
         "promptalias operator ready: cluster id %s, %d PromptAliases, %d registries",
         cluster,
