@@ -34,3 +34,4 @@ def test_gc_pauses_are_rendered_by_generation() -> None:
     assert full
     assert float(full[0].split()[-1]) >= 1
     assert any(line.startswith('promptalias_gc_pause_seconds_total{generation="2"}') for line in lines)
+    assert any(line.startswith('promptalias_gc_pause_longest_seconds{generation="2"}') for line in lines)

@@ -7,8 +7,9 @@ is in flight: a tail-latency spike for a spec change that happens to meet it. Af
 imports, the settings, the preload of every resource) the operator collects once and freezes what
 is left (`gc.freeze()`): those objects live for the whole process, and later collections skip them.
 
-Pauses are counted by generation (`promptalias_gc_collections_total`, `promptalias_gc_pause_seconds`)
-and, with `PROMPTALIAS_STAGE_LOG=1`, each full collection is logged beside the stage lines.
+Pauses are counted by generation (`promptalias_gc_collections_total`,
+`promptalias_gc_pause_seconds_total`, `promptalias_gc_pause_longest_seconds`) and, with
+`PROMPTALIAS_STAGE_LOG=1`, each full collection is logged beside the stage lines.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ operator registers none of those: its changing handlers are `on.delete` only, wh
 `deletionTimestamp`, and everything else reads the body on `on.event`. Storing that state anyway cost
 one PATCH per spec change, racing the reconcile pass's own status write on the same object (two
 writes at once on one key: the apiserver retries one), plus one more watch event for every
-PromptAlias change (docs/benchmarks.md, "Where the propagation time goes").
+PromptAlias change (docs/benchmarks.md, "What the numbers say", session 7).
 """
 
 from __future__ import annotations

@@ -97,6 +97,12 @@ class Metrics:
             "Time the event loop stood still in garbage collections, by generation.",
             by_label("generation", {str(gen): secs for gen, secs in PAUSES.pause_s.items()}),
         )
+        out.metric(
+            "promptalias_gc_pause_longest_seconds",
+            "gauge",
+            "The longest single garbage-collection pause since the process started, by generation.",
+            by_label("generation", {str(gen): secs for gen, secs in PAUSES.longest_s.items()}),
+        )
         out.metric("promptalias_reconcile_duration_seconds", "summary", "Time spent in reconcile passes.", [])
         out.sample("promptalias_reconcile_duration_seconds_sum", {}, self.duration_sum)
         out.sample("promptalias_reconcile_duration_seconds_count", {}, self.duration_count)

@@ -64,7 +64,6 @@ def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
         config.load_kube_config(
             config_file=kubeconfig or os.environ.get("KUBECONFIG"), client_configuration=configuration
         )
-    configuration.connection_pool_maxsize = POOL_SIZE
     return configuration
 
 
