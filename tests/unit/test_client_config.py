@@ -7,7 +7,7 @@ import ssl
 import pytest
 from kubernetes import client
 
-from promptalias.kube.client import Kube, _api_message, _custom_path, _proxy_for, ssl_context
+from promptalias.kube.client import Kube, _api_message, _api_path, _proxy_for, ssl_context
 
 
 def _config(host: str = "https://10.0.0.1:6443") -> client.Configuration:
@@ -18,16 +18,12 @@ def _config(host: str = "https://10.0.0.1:6443") -> client.Configuration:
 
 def test_paths_of_namespaced_and_cluster_objects() -> None:
     assert (
-        _custom_path("promptaliases", "ns", "a")
-        == "/apis/promptalias.io/v1alpha1/namespaces/ns/promptaliases/a"
+        _api_path("promptaliases", "ns", "a") == "/apis/promptalias.io/v1alpha1/namespaces/ns/promptaliases/a"
     )
     assert (
-        _custom_path("clusterpromptregistries", None)
-        == "/apis/promptalias.io/v1alpha1/clusterpromptregistries"
+        _api_path("clusterpromptregistries", None) == "/apis/promptalias.io/v1alpha1/clusterpromptregistries"
     )
-    assert (
-        _custom_path("kopfpeerings", "ns", group="kopf.dev") == "/apis/kopf.dev/v1/namespaces/ns/kopfpeerings"
-    )
+    assert _api_path("kopfpeerings", "ns", group="kopf.dev") == "/apis/kopf.dev/v1/namespaces/ns/kopfpeerings"
 
 
 def test_tls_follows_the_configuration() -> None:

@@ -37,6 +37,7 @@ MERGE_PATCH: Final = "application/merge-patch+json"
 APPLY_PATCH: Final = "application/apply-patch+yaml"  # JSON is YAML: the body is sent as JSON
 RETRIES: Final = 4  # attempts per call when the apiserver asks to retry, or cannot be connected to
 MAX_RETRY_AFTER_S: Final = 5.0
+CORE: Final = ""  # the core API group (Secrets, ConfigMaps, Namespaces)
 
 
 class KubeError(RuntimeError):
@@ -95,9 +96,9 @@ def _proxy_for(configuration: client.Configuration) -> str | None:
     return proxy
 
 
-def _custom_path(plural: str, namespace: str | None, name: str | None = None, *, group: str = GROUP) -> str:
-    version = VERSION if group == GROUP else "v1"
-    path = f"/apis/{group}/{version}"
+def _api_path(plural: str, namespace: str | None, name: str | None = None, *, group: str = GROUP) -> str:
+    """The path of a collection or object: core ("" group, /api/v1), ours, or kopf's (v1)."""
+    path = "/api/v1" if group == CORE else f"/apis/{group}/{VERSION if group == GROUP else 'v1'}"
     if namespace is not None:
         path += f"/namespaces/{quote(namespace, safe='')}"
     path += f"/{plural}"
@@ -116,7 +117,6 @@ class Kube:
         self._proxy = _proxy_for(configuration)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.requests_sent = 0
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Kube:
@@ -166,7 +166,6 @@ class Kube:
         attempt = 0
         while True:
             attempt += 1
-            self.requests_sent += 1
             try:
                 async with session.request(
                     method,
@@ -182,15 +181,14 @@ class Kube:
                     retry_after = response.headers.get("Retry-After")
             except TimeoutError:
                 raise KubeError(f"{what}: the apiserver did not answer in time") from None
-            except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-                # Not connected, or a kept-alive connection the server had closed. Every call made
+            except aiohttp.ClientError as exc:
+                # Not connected, or a kept-alive connection the server had closed: every call made
                 # here may be repeated (merge patches and applies set the same fields again; a
                 # create answers 409), as the kubernetes client's urllib3 retried them.
-                if attempt < RETRIES:
+                retryable = isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError)
+                if retryable and attempt < RETRIES:
                     await asyncio.sleep(0.1 * attempt)
                     continue
-                raise KubeError(f"{what}: cannot reach the apiserver ({type(exc).__name__}: {exc})") from None
-            except aiohttp.ClientError as exc:
                 raise KubeError(f"{what}: cannot reach the apiserver ({type(exc).__name__}: {exc})") from None
             # The apiserver asks to come back (429 while a new CRD's storage starts, 503 under load):
             # honour Retry-After a few times, as the kubernetes client's urllib3 did.
@@ -216,7 +214,7 @@ class Kube:
         """(resourceVersion, decoded data) of a Secret. Values are never logged by this layer."""
         secret = await self._request(
             "GET",
-            f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}",
+            _api_path("secrets", namespace, name, group=CORE),
             what=f"Secret {namespace}/{name}",
         )
         data = {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
@@ -228,7 +226,7 @@ class Kube:
         namespace, name = meta["namespace"], meta["name"]
         await self._request(
             "PATCH",
-            f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}",
+            _api_path("configmaps", namespace, name, group=CORE),
             what=f"apply ConfigMap {namespace}/{name}",
             query={"fieldManager": OPERATOR_FIELD_MANAGER, "force": "true"},
             body=body,
@@ -237,9 +235,7 @@ class Kube:
 
     async def list_configmaps(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         """ConfigMaps matching `label_selector` (in one namespace, or all), as plain dicts."""
-        path = "/api/v1/configmaps"
-        if namespace is not None:
-            path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps"
+        path = _api_path("configmaps", namespace, group=CORE)
         return await self._list(path, f"list ConfigMaps {label_selector}", {"labelSelector": label_selector})
 
     async def _list(self, path: str, what: str, query: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -256,7 +252,7 @@ class Kube:
 
     async def get_custom(self, plural: str, namespace: str | None, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._request(
-            "GET", _custom_path(plural, namespace, name), what=f"{plural} {namespace}/{name}"
+            "GET", _api_path(plural, namespace, name), what=f"{plural} {namespace}/{name}"
         )
         return result
 
@@ -281,7 +277,7 @@ class Kube:
         field_manager: str = OPERATOR_FIELD_MANAGER,
     ) -> dict[str, Any]:
         """A JSON merge patch of a custom object (or its status subresource); the object after it."""
-        path = _custom_path(plural, namespace, name) + ("/status" if status else "")
+        path = _api_path(plural, namespace, name) + ("/status" if status else "")
         result: dict[str, Any] = await self._request(
             "PATCH",
             path,
@@ -310,15 +306,16 @@ class Kube:
 
     async def list_custom(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every object of a kind (in one namespace, or cluster-wide when `namespace` is None)."""
-        return await self._list(_custom_path(plural, namespace), f"list {plural}")
+        return await self._list(_api_path(plural, namespace), f"list {plural}")
 
     async def namespace_labels(self, name: str | None = None) -> dict[str, dict[str, str]]:
         """Labels of one namespace, or of all namespaces when `name` is None."""
         if name is None:
-            found = await self._list("/api/v1/namespaces", "namespaces")
+            found = await self._list(_api_path("namespaces", None, group=CORE), "namespaces")
         else:
-            path = f"/api/v1/namespaces/{quote(name, safe='')}"
-            found = [await self._request("GET", path, what="namespaces")]
+            found = [
+                await self._request("GET", _api_path("namespaces", None, name, group=CORE), what="namespaces")
+            ]
         return {str(ns["metadata"]["name"]): dict(ns["metadata"].get("labels") or {}) for ns in found}
 
     async def ensure_peering(self, name: str, namespace: str | None) -> bool:
@@ -328,7 +325,7 @@ class Kube:
         )
         body = {"apiVersion": "kopf.dev/v1", "kind": kind, "metadata": {"name": name}}
         try:
-            path = _custom_path(plural, namespace, group="kopf.dev")
+            path = _api_path(plural, namespace, group="kopf.dev")
             await self._request("POST", path, what=f"create {kind} {name}", body=body)
         except KubeError as exc:
             if exc.status == 409:
@@ -338,7 +335,8 @@ class Kube:
 
     async def cluster_uid(self) -> str:
         """A stable id of this cluster: the uid of the kube-system namespace."""
-        ns = await self._request("GET", "/api/v1/namespaces/kube-system", what="namespace kube-system")
+        path = _api_path("namespaces", None, "kube-system", group=CORE)
+        ns = await self._request("GET", path, what="namespace kube-system")
         return str(ns["metadata"]["uid"])
 
 
